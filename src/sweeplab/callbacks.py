@@ -1,0 +1,53 @@
+"""Callbacks that follow `optimized_metric`: the best epoch, its checkpoint, early stopping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sweeplab.checkpoint import BEST, LAST, save_checkpoint
+from sweeplab.engine import Callback, EpochMetrics, Trainer
+
+
+class BestTracker(Callback):
+    """The best value of one metric so far, in its direction (min for losses, max otherwise).
+
+    Put it before the callbacks that read it, so they see this epoch's verdict.
+    """
+
+    def __init__(self, metric: str, mode: str):
+        self.metric = metric
+        self.sign = 1 if mode == "max" else -1
+        self.best: float | None = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        value = metrics.as_dict()[self.metric]
+        if self.best is None or self.sign * (value - self.best) > 0:
+            self.best, self.best_epoch = value, metrics.epoch
+
+
+class Checkpointer(Callback):
+    """Writes last.pt every epoch and best.pt whenever the optimized metric improves."""
+
+    def __init__(self, folder: Path, tracker: BestTracker, metadata: dict[str, Any]):
+        self.folder = folder
+        self.tracker = tracker
+        self.metadata = metadata  # config, classes, input description: what later tools need
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict()}
+        save_checkpoint(payload, self.folder / LAST)
+        if self.tracker.best_epoch == metrics.epoch:
+            save_checkpoint(payload, self.folder / BEST)
+
+
+class EarlyStopping(Callback):
+    """Stops when the optimized metric has not improved for `patience` epochs."""
+
+    def __init__(self, tracker: BestTracker, patience: int):
+        self.tracker = tracker
+        self.patience = patience
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
+        return metrics.epoch - self.tracker.best_epoch >= self.patience

@@ -1,0 +1,45 @@
+"""Checkpoints: plain dicts of state_dicts and metadata, written atomically, read weights-only.
+
+A checkpoint holds everything later tools need (export, predict, resume): the model's and
+optimizer's state, the resolved config, the class names and the input description.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweeplab.errors import UserError
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def load_state_file(path: Path) -> dict[str, Any]:
+    """Load a checkpoint or state_dict without unpickling arbitrary objects."""
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({first_line}): re-create it or pick another file") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    payload = load_state_file(path)
+    if not {"model", "config", "classes"} <= payload.keys():
+        raise UserError(f"{path} is a state_dict, not a sweeplab checkpoint: pass a run's checkpoints/{BEST}")
+    return payload

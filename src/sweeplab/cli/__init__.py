@@ -1,0 +1,1 @@
+"""Command-line entry points: `sweeplab-train` (Hydra) and `sweeplab <command>`."""

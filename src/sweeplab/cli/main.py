@@ -1,0 +1,28 @@
+"""`sweeplab <command>`: the tools around training runs (compare, ui, export, predict).
+
+Each command lives in its own module exposing `add_parser(subparsers)`, which registers its
+arguments and sets `run`; modules import heavy libraries inside `run`, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from sweeplab.errors import exit_on_user_error
+
+COMMANDS = ("compare", "ui", "export", "predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweeplab", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        importlib.import_module(f"sweeplab.cli.{command}").add_parser(subparsers)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args) or 0

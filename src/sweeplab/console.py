@@ -1,0 +1,66 @@
+"""What a person sees in the terminal: a live progress bar and a summary table at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sweeplab.engine import Callback, EpochMetrics, Trainer
+
+progress_console = Console(stderr=True)  # live bars on stderr
+results_console = Console()  # results on stdout
+
+
+class ProgressBar(Callback):
+    """One bar over all training steps, showing the latest loss, accuracy and images/s."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  val acc {task.fields[acc]}  {task.fields[rate]} img/s"),
+            TimeElapsedColumn(),
+            console=progress_console,
+            transient=False,
+        )
+        self.task = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        total = trainer.steps_per_epoch * trainer.epochs
+        self.task = self.progress.add_task("train", total=total, completed=trainer.step, epoch=trainer.epoch + 1,
+                                           loss="-", acc="-", rate="-")
+        self.progress.start()
+
+    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
+        self.progress.update(self.task, completed=trainer.step, loss=f"{loss:.4f}", rate=f"{images_per_second:,.0f}")
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        self.progress.update(
+            self.task,
+            completed=trainer.step,
+            epoch=min(metrics.epoch + 1, trainer.epochs),
+            loss=f"{metrics.train_loss:.4f}",
+            acc=f"{metrics.val_acc:.2%}",
+            rate=f"{metrics.images_per_second:,.0f}",
+        )
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.progress.stop()
+
+
+def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path) -> None:
+    table = Table(title=f"sweeplab run (best epoch by {metric} marked *)")
+    for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds", "img/s"):
+        table.add_column(column, justify="right")
+    for m in history:
+        mark = "*" if m.epoch == best_epoch else ""
+        table.add_row(
+            f"{m.epoch}{mark}", f"{m.train_loss:.4f}", f"{m.train_acc:.2%}", f"{m.val_loss:.4f}",
+            f"{m.val_acc:.2%}", f"{m.lr:.2e}", f"{m.seconds:.2f}", f"{m.images_per_second:,.0f}",
+        )
+    results_console.print(table)
+    results_console.print(f"Run written to [bold]{run_dir}[/bold] (checkpoints in {run_dir / 'checkpoints'})")

@@ -1,0 +1,45 @@
+"""Data: config -> splits (sources) -> device batches (batches) -> float tensors (augment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from hydra.utils import instantiate
+
+from sweeplab.config import DatasetConfig
+from sweeplab.data.augment import BatchPreprocess
+from sweeplab.data.batches import make_batches
+from sweeplab.data.sources import Splits
+from sweeplab.errors import UserError
+
+
+@dataclass
+class Data:
+    train: object  # iterable of (uint8 images, labels) batches on the device, with len()
+    val: object
+    preprocess: BatchPreprocess
+    classes: list[str]
+    image_shape: tuple[int, int, int]
+
+
+def load_splits(cfg: DatasetConfig) -> Splits:
+    return instantiate(cfg.source, _convert_="all")
+
+
+def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_last: bool = False) -> Data:
+    splits = load_splits(cfg)
+    channels = splits.image_shape[0]
+    if len(cfg.mean) != channels or len(cfg.std) != channels:
+        raise UserError(
+            f"dataset.mean/std have {len(cfg.mean)}/{len(cfg.std)} values but the images have {channels} channels: "
+            "give one value per channel"
+        )
+    eval_batch_size = cfg.eval_batch_size or cfg.batch_size
+    return Data(
+        train=make_batches(splits.train, cfg.batch_size, True, device, seed, cfg.num_workers),
+        val=make_batches(splits.val, eval_batch_size, False, device, seed, cfg.num_workers),
+        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, channels_last),
+        classes=splits.classes,
+        image_shape=splits.image_shape,
+    )

@@ -1,0 +1,32 @@
+"""Where and in what precision to compute: asked-for hardware that is absent is an error."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from sweeplab.errors import UserError
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(kind: str) -> torch.device:
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if kind == "auto":
+        return torch.device(next(name for name, ok in available.items() if ok))
+    if not available[kind]:
+        raise UserError(f"device={kind} was asked for but this machine has no usable {kind}: use device=cpu or device=auto")
+    return torch.device(kind)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass (bf16/fp16); a no-op at full precision."""
+    if precision not in AUTOCAST_DTYPES:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")

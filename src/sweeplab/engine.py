@@ -1,0 +1,185 @@
+"""The fit loop: train an epoch, evaluate on held-out data, tell the callbacks; nothing else.
+
+It knows nothing of Hydra, MLflow or the terminal: everything that watches training (progress
+bars, checkpoints, early stopping, tracking) is a `Callback`. Metrics are accumulated on the
+device and read back only at logging steps and epoch ends, so the GPU is never stalled per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sweeplab.device import autocast, grad_scaler
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: this run cannot recover."""
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+    images_per_second: float
+
+    def as_dict(self) -> dict[str, float]:
+        """Metric names as logged and as `optimized_metric` names them (val/acc, train/loss, ...)."""
+        return {key.replace("_", "/", 1): value for key, value in asdict(self).items() if key != "epoch"}
+
+
+class Callback:
+    """Hooks the loop calls; return True from on_epoch_end to stop training."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool | None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+
+@dataclass
+class Trainer:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_batches: Iterable
+    val_batches: Iterable
+    preprocess: Any  # uint8 batch, train flag -> float batch
+    device: torch.device
+    epochs: int
+    precision: str = "32"
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
+    log_every_n_steps: int = 50
+    callbacks: list[Callback] = field(default_factory=list)
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    history: list[EpochMetrics] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        self.scaler = grad_scaler(self.device, self.precision)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_batches)  # type: ignore[arg-type]
+
+    def fit(self) -> list[EpochMetrics]:
+        self._notify("on_fit_start")
+        try:
+            while self.epoch < self.epochs:
+                metrics = self.run_epoch()
+                self.history.append(metrics)
+                stops = [callback.on_epoch_end(self, metrics) for callback in self.callbacks]
+                if any(stops):
+                    break
+        finally:
+            self._notify("on_fit_end")
+        return self.history
+
+    def run_epoch(self) -> EpochMetrics:
+        started = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_loss, train_acc, images = self.train_epoch()
+        val_loss, val_acc = self.evaluate(self.val_batches)
+        self.epoch += 1
+        seconds = time.perf_counter() - started
+        return EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images / seconds)
+
+    def train_epoch(self) -> tuple[float, float, int]:
+        self.model.train()
+        totals = _Totals(self.device)
+        window_start, window_images = time.perf_counter(), 0
+        for images, labels in self.train_batches:
+            loss, logits = self.train_step(self.preprocess(images, train=True), labels)
+            totals.add(loss, logits, labels)
+            window_images += len(labels)
+            if self.step % self.log_every_n_steps == 0:
+                loss_value = _finite(loss.item(), self.step)
+                rate = window_images / (time.perf_counter() - window_start)
+                for callback in self.callbacks:
+                    callback.on_step_end(self, loss_value, rate)
+                window_start, window_images = time.perf_counter(), 0
+        loss, acc = totals.means()
+        return _finite(loss, self.step), acc, totals.count
+
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.precision):
+            logits = self.model(inputs)
+            loss = self.loss_fn(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return loss.detach(), logits.detach()
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable) -> tuple[float, float]:
+        self.model.eval()
+        totals = _Totals(self.device)
+        for images, labels in batches:
+            with autocast(self.device, self.precision):
+                logits = self.model(self.preprocess(images, train=False))
+                loss = nn.functional.cross_entropy(logits, labels)
+            totals.add(loss, logits, labels)
+        return totals.means()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly where it stopped."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": [asdict(m) for m in self.history],
+        }
+
+    def _notify(self, hook: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+
+class _Totals:
+    """Loss and correct-prediction sums kept on the device (no sync per batch)."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum += loss.float() * len(labels)
+        self.correct += (logits.argmax(dim=1) == labels).sum()
+        self.count += len(labels)
+
+    def means(self) -> tuple[float, float]:
+        if not self.count:
+            return math.nan, math.nan
+        return self.loss_sum.item() / self.count, self.correct.item() / self.count
+
+
+def _finite(loss: float, step: int) -> float:
+    if not math.isfinite(loss):
+        raise DivergedError(f"loss became {loss} at step {step}: lower optimizer.lr or set trainer.grad_clip")
+    return loss

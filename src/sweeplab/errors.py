@@ -1,0 +1,28 @@
+"""The one exception type for mistakes a user can fix: reported as one line, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """Something the user can fix (a bad value, a missing file); the message says how."""
+
+
+def exit_on_user_error(func: F) -> F:
+    """Turn a UserError into one line on stderr and exit code 2; bugs keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
