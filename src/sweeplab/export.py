@@ -1,0 +1,252 @@
+"""ONNX export of a trained run, verified: the exported graph must compute what PyTorch computes.
+
+A checkpoint -> the model rebuilt on the CPU -> `model.onnx` (dynamic batch axis) beside
+`model.preprocessing.json` (what turns a picture into the model's input, and the class names)
+-> onnx.checker -> onnxruntime and PyTorch on the same validation images. The parity numbers
+are returned as metrics; when they are out of tolerance the files stay written (to inspect)
+and ExportParityError says by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeplab.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+ONNX_FILE = "model.onnx"
+PREPROCESSING_SUFFIX = ".preprocessing.json"
+PREPROCESSING_FORMAT = "sweeplab-preprocessing/1"
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+# One protobuf file holds at most 2 GiB; bigger models keep their weights in a .data file beside it.
+SINGLE_FILE_LIMIT = 2**31 - 2**26
+
+
+@dataclass
+class ExportReport:
+    metrics: dict[str, float]
+    files: list[Path]  # the .onnx file first, then its weights (when external) and its preprocessing JSON
+
+
+class ExportParityError(UserError):
+    """onnxruntime's logits differ from PyTorch's by more than the tolerance; `report` still has the files."""
+
+    def __init__(self, message: str, report: ExportReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Preprocessing:
+    """How evaluation turned a picture into the model's input; written beside every .onnx file.
+
+    `resize` is [H, W] for in-memory data sets (images are resized to the data's size);
+    `image_size`/`crop_size` describe image folders (shorter side resized, then center crop).
+    """
+
+    shape: list[int]  # [C, H, W] of the uint8 images the model was trained on
+    mode: str  # PIL mode the pictures are converted to: L (one channel) or RGB
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    resize: list[int] | None = None
+    image_size: int | None = None
+    crop_size: int | None = None
+    format: str = PREPROCESSING_FORMAT
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any]) -> Preprocessing:
+        description = payload["input"]
+        shape = [int(n) for n in description["shape"]]
+        dataset = payload["config"]["dataset"]
+        image_size, crop_size = dataset.get("image_size"), dataset.get("crop_size")
+        decoded_side = crop_size or image_size
+        folder = image_size is not None and shape[1] == shape[2] == decoded_side
+        return cls(
+            shape=shape,
+            mode="L" if shape[0] == 1 else "RGB",
+            mean=[float(m) for m in description["mean"]],
+            std=[float(s) for s in description["std"]],
+            classes=[str(c) for c in payload["classes"]],
+            resize=None if folder else shape[1:],
+            image_size=image_size if folder else None,
+            crop_size=crop_size if folder else None,
+        )
+
+    @classmethod
+    def beside(cls, onnx_file: Path) -> Preprocessing:
+        """The description written next to `onnx_file`; an .onnx from another tool has none."""
+        path = preprocessing_file(onnx_file)
+        if not path.is_file():
+            raise UserError(
+                f"{onnx_file} has no {path.name} beside it (not exported by sweeplab?): "
+                "export the run with `sweeplab export <run>` or put its preprocessing file next to it"
+            )
+        try:
+            fields = json.loads(path.read_text())
+            if fields.get("format") != PREPROCESSING_FORMAT:
+                raise ValueError(f"format is {fields.get('format')!r}, expected {PREPROCESSING_FORMAT!r}")
+            return cls(**fields)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise UserError(f"{path} is not a sweeplab preprocessing file ({error}): re-export the run") from None
+
+    def save(self, onnx_file: Path) -> Path:
+        path = preprocessing_file(onnx_file)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW -> the model's float input, by the very code evaluation used."""
+        from sweeplab.config import AugmentConfig
+        from sweeplab.data.augment import BatchPreprocess
+
+        return BatchPreprocess(self.mean, self.std, AugmentConfig())(images, train=False)
+
+
+def preprocessing_file(onnx_file: Path) -> Path:
+    return onnx_file.with_name(onnx_file.stem + PREPROCESSING_SUFFIX)
+
+
+def rebuild_model(payload: dict[str, Any]) -> nn.Module:
+    """The checkpoint's model on the CPU in eval mode, whatever device or torch.compile trained it."""
+    from omegaconf import OmegaConf
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+    from sweeplab.models import build_model
+
+    # The trained weights replace any pretrained ones: never download or read them again.
+    model_cfg = OmegaConf.create({**payload["config"]["model"], "weights": None})
+    shape = tuple(int(n) for n in payload["input"]["shape"])
+    model = build_model(model_cfg, shape, len(payload["classes"]))  # type: ignore[arg-type]
+    state = dict(payload["model"])
+    consume_prefix_in_state_dict_if_present(state, "_orig_mod.")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
+    """The first `count` validation images (uint8 NCHW) of the run's data, read again from disk.
+
+    Never downloads: exporting must not fetch a data set; a missing one is a UserError.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from sweeplab.data import load_splits
+
+    dataset = OmegaConf.create(payload["config"]["dataset"])
+    if "download" in dataset.source:
+        dataset.source.download = False
+    try:
+        val = load_splits(dataset).val
+    except UserError as error:
+        raise UserError(
+            f"cannot verify the export on validation images: {error} "
+            "(or verify on random images instead: `sweeplab export --random-inputs ...`)"
+        ) from None
+    return torch.stack([val[i][0] for i in range(min(count, len(val)))])
+
+
+def random_images(shape: list[int], count: int) -> torch.Tensor:
+    """Seeded random uint8 images: a weaker check than real data (no real activations), never silent."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (count, *shape), dtype=torch.uint8, generator=generator)
+
+
+def write_onnx(model: nn.Module, shape: list[int], path: Path) -> list[Path]:
+    """torch.export-based (dynamo) exporter with a dynamic batch axis; returns the files written.
+
+    The TorchScript exporter (dynamo=False) is deprecated and cannot export vgg16's
+    AdaptiveAvgPool2d when the feature map is smaller than 7x7 (our 32x32 inputs); the dynamo
+    exporter handles every built-in model.
+    """
+    import onnx
+    import torch
+
+    sample = torch.zeros(2, *shape)  # batch 2: torch.export specializes sizes 0 and 1
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (sample,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    external = weight_bytes > SINGLE_FILE_LIMIT
+    program.save(str(path), external_data=external)
+    onnx.checker.check_model(str(path), full_check=True)
+    data_file = path.with_name(path.name + ".data")
+    return [path, data_file] if external else [path]
+
+
+def onnx_logits(path: Path, inputs: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+
+
+def parity_metrics(model: nn.Module, path: Path, inputs: torch.Tensor) -> dict[str, float]:
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        expected = model(inputs).numpy()
+    actual = onnx_logits(path, inputs.numpy())
+    return {
+        "onnx/max_abs_diff": float(np.abs(expected - actual).max()),
+        "onnx/argmax_agreement": float((expected.argmax(1) == actual.argmax(1)).mean()),
+        "onnx/num_images": float(len(inputs)),
+    }
+
+
+def check_parity(report: ExportReport, tolerance: float) -> None:
+    diff, agreement = report.metrics["onnx/max_abs_diff"], report.metrics["onnx/argmax_agreement"]
+    if diff > tolerance or agreement < 1:
+        raise ExportParityError(
+            f"the ONNX model disagrees with PyTorch: max |logit difference| {diff:.3g} (tolerance {tolerance:g}), "
+            f"argmax agreement {agreement:.2%}; files kept in {report.files[0].parent} to inspect; "
+            "raise export.tolerance (--tolerance) if this is expected",
+            report,
+        )
+
+
+def export_onnx(
+    checkpoint: Path, out_dir: Path, tolerance: float = 1e-4, num_images: int = 64, random_inputs: bool = False
+) -> ExportReport:
+    """Export `checkpoint` to out_dir/model.onnx and verify it on `num_images` validation images.
+
+    random_inputs=True verifies on seeded random images instead, for machines without the data.
+    """
+    from sweeplab.checkpoint import load_checkpoint
+
+    if num_images < 1:
+        raise UserError(f"num_images={num_images} is invalid: verify on at least 1 image")
+    payload = load_checkpoint(checkpoint)
+    model = rebuild_model(payload)
+    preprocessing = Preprocessing.from_checkpoint(payload)
+    images = random_images(preprocessing.shape, num_images) if random_inputs else validation_images(payload, num_images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_file = out_dir / ONNX_FILE
+    files = [*write_onnx(model, preprocessing.shape, onnx_file), preprocessing.save(onnx_file)]
+    metrics = parity_metrics(model, onnx_file, preprocessing.normalize(images))
+    metrics["onnx/random_inputs"] = float(random_inputs)
+    report = ExportReport(metrics, files)
+    check_parity(report, tolerance)
+    return report
