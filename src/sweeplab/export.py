@@ -10,6 +10,8 @@ and ExportParityError says by how much.
 from __future__ import annotations
 
 import json
+import re
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 # One protobuf file holds at most 2 GiB; bigger models keep their weights in a .data file beside it.
 SINGLE_FILE_LIMIT = 2**31 - 2**26
+RUN_DIR_TAG = "hydra.output_dir"  # set by sweeplab.tracking.session on every tracked run
 
 
 @dataclass
@@ -250,3 +253,70 @@ def export_onnx(
     report = ExportReport(metrics, files)
     check_parity(report, tolerance)
     return report
+
+
+@dataclass
+class RunTarget:
+    """What `sweeplab export/predict` was pointed at: a checkpoint, and the MLflow run it belongs to if named."""
+
+    checkpoint: Path
+    run_id: str | None = None
+    tracking_uri: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """Where a run keeps its files: the folder above checkpoints/, else the checkpoint's own folder."""
+        folder = self.checkpoint.parent
+        return folder.parent if folder.name == "checkpoints" else folder
+
+
+def find_checkpoint(target: str, tracking_uri: str | None = None) -> RunTarget:
+    """A checkpoint file, a run dir (its checkpoints/best.pt) or an MLflow run id (its run dir tag)."""
+    from sweeplab.checkpoint import BEST
+
+    path = Path(target)
+    if path.is_file():
+        return RunTarget(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / BEST, path / BEST):
+            if candidate.is_file():
+                return RunTarget(candidate)
+        expected = path / "checkpoints" / BEST
+        raise UserError(f"no checkpoint in {path}: expected {expected} (a run writes it after its first epoch)")
+    if re.fullmatch(r"[0-9a-f]{32}", target):
+        return mlflow_run_checkpoint(target, tracking_uri)
+    raise UserError(f"{target} is neither a checkpoint file, a run dir nor an MLflow run id: check it")
+
+
+def mlflow_run_checkpoint(run_id: str, tracking_uri: str | None) -> RunTarget:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from sweeplab.tracking.store import check_reachable, resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    check_reachable(uri)
+    try:
+        tags = MlflowClient(uri).get_run(run_id).data.tags
+    except MlflowException as error:
+        raise UserError(f"no MLflow run {run_id} at {uri} ({error.message}): check the id or --tracking-uri") from None
+    if RUN_DIR_TAG not in tags:
+        raise UserError(f"MLflow run {run_id} has no {RUN_DIR_TAG} tag (not a sweeplab run?): pass its run dir")
+    run_dir = Path(tags[RUN_DIR_TAG])
+    if not run_dir.is_dir():
+        raise UserError(f"MLflow run {run_id} ran in {run_dir}, which is not on this machine: copy it here and pass it")
+    return RunTarget(find_checkpoint(str(run_dir)).checkpoint, run_id, uri)
+
+
+def log_to_mlflow(target: RunTarget, report: ExportReport) -> None:
+    """An after-the-fact export lands in the run it came from, like the export at the end of training."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    if target.run_id is None:
+        return
+    client = MlflowClient(target.tracking_uri)
+    now = int(time.time() * 1000)
+    client.log_batch(target.run_id, metrics=[Metric(k, v, now, 0) for k, v in report.metrics.items()])
+    for file in report.files:
+        client.log_artifact(target.run_id, str(file), "onnx")

@@ -1,0 +1,51 @@
+"""`sweeplab export <run id | run dir | checkpoint>`: ONNX export with verified parity, after the fact."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sweeplab.config import ExportConfig
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ExportConfig()
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained run to ONNX and verify it against PyTorch",
+        description=__doc__.splitlines()[0] + " Works on a CPU machine for runs trained on a GPU.",
+    )
+    parser.add_argument("target", help="MLflow run id, run dir (outputs/...) or checkpoint file")
+    parser.add_argument("--out", type=Path, help="folder for model.onnx (default: <run dir>/export)")
+    parser.add_argument("--tolerance", type=float, default=defaults.tolerance,
+                        help="largest allowed |logit difference| (default: %(default)g)")
+    parser.add_argument("--num-images", type=int, default=defaults.num_images,
+                        help="validation images to verify on (default: %(default)s)")
+    parser.add_argument("--random-inputs", action="store_true",
+                        help="verify on random images, for machines without the run's data (a weaker check)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default: $MLFLOW_TRACKING_URI "
+                        "or sqlite:///mlflow.db); results are logged back to that run")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweeplab.console import results_console
+    from sweeplab.export import ExportParityError, export_onnx, find_checkpoint, log_to_mlflow
+
+    target = find_checkpoint(args.target, args.tracking_uri)
+    out_dir = args.out or target.run_dir / "export"
+    try:
+        report = export_onnx(target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs)
+    except ExportParityError as error:
+        log_to_mlflow(target, error.report)
+        raise
+    log_to_mlflow(target, report)
+    checked = "random images" if args.random_inputs else "validation images"
+    results_console.print(
+        f"Exported {target.checkpoint} to [bold]{report.files[0]}[/bold]: on {report.metrics['onnx/num_images']:.0f} "
+        f"{checked}, max |logit difference| {report.metrics['onnx/max_abs_diff']:.2g}, "
+        f"argmax agreement {report.metrics['onnx/argmax_agreement']:.0%}"
+    )
+    for file in report.files[1:]:
+        results_console.print(f"  with {file}")
+    return 0

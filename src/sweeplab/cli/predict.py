@@ -1,0 +1,60 @@
+"""`sweeplab predict --run RUN | --onnx FILE IMAGE...`: top-k classes of image files with a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify image files with a trained run (PyTorch) or its ONNX export (onnxruntime)",
+        description=__doc__.splitlines()[0] + " Images are decoded and normalized exactly as in evaluation.",
+    )
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", dest="run_target", metavar="RUN",
+                       help="MLflow run id, run dir or checkpoint file (PyTorch backend)")
+    model.add_argument("--onnx", type=Path, help="model.onnx written by `sweeplab export` (onnxruntime backend)")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders of images")
+    parser.add_argument("--top-k", type=int, default=5, help="classes shown per image (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON (one list, an entry per image) for scripts")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI for --run <run id>")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweeplab.errors import UserError
+    from sweeplab.export import find_checkpoint
+    from sweeplab.predict import image_files, onnx_classifier, predict, torch_classifier
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k {args.top_k} is invalid: show at least 1 class")
+    if args.onnx:
+        classifier = onnx_classifier(args.onnx)
+    else:
+        classifier = torch_classifier(find_checkpoint(args.run_target, args.tracking_uri).checkpoint)
+    predictions = predict(classifier, image_files(args.images), args.top_k)
+    for failed in (p for p in predictions if p.error):
+        print(f"error: {failed.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([p.as_dict() for p in predictions], indent=2))
+    else:
+        print_table(predictions, classifier.source)
+    return 2 if any(p.error for p in predictions) else 0
+
+
+def print_table(predictions, source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"predictions of {source}")
+    for column in ("image", "class", "probability"):
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for prediction in (p for p in predictions if not p.error):
+        for rank, (name, probability) in enumerate(zip(prediction.classes, prediction.probabilities, strict=True)):
+            table.add_row(prediction.image if rank == 0 else "", name, f"{probability:.2%}",
+                          end_section=rank == len(prediction.classes) - 1)
+    Console().print(table)
