@@ -142,12 +142,14 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db
+    # null: $MLFLOW_TRACKING_URI if set, else sqlite:///<dir train.py runs from>/mlflow.db (made absolute).
+    # train/step_loss is logged every trainer.log_every_n_steps steps.
     uri: str | None = None
-    # null: derived from the dataset name
+    # null: sweeplab-<dataset name>
     experiment: str | None = None
+    # null: MLflow's generated name; sweep jobs are named by their overrides.
     run_name: str | None = None
-    log_every_n_steps: int = 50
+    # Log the best model with mlflow.pytorch.log_model (pt2 format).
     log_model: bool = True
     # Register the logged model under this name in the MLflow model registry.
     register_model: str | None = None

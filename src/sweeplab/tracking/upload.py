@@ -1,0 +1,46 @@
+"""`python -m sweeplab.tracking.upload RUN_DIR/mlflow_pending.json`: deliver what an outage kept back.
+
+Replays the metrics, artifacts, tags and final status that a run could not send while its
+tracking server was away, into the same MLflow run, then removes the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sweeplab.errors import UserError, exit_on_user_error
+
+
+def upload(path: Path) -> str:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    if not path.is_file():
+        raise UserError(f"no pending-upload file at {path}: pass the mlflow_pending.json a run wrote")
+    pending = json.loads(path.read_text())
+    client = MlflowClient(pending["tracking_uri"])
+    run_id = pending["run_id"]
+    metrics = [Metric(*row) for row in pending["metrics"]]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    for local, folder in pending["artifacts"]:
+        (client.log_artifacts if Path(local).is_dir() else client.log_artifact)(run_id, local, folder)
+    for key, value in pending["tags"].items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id, pending["status"])
+    path.unlink()
+    return run_id
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sweeplab.tracking.upload", description=__doc__.splitlines()[0])
+    parser.add_argument("pending", type=Path, help="the mlflow_pending.json file in a run dir")
+    run_id = upload(parser.parse_args(argv).pending)
+    print(f"uploaded to MLflow run {run_id}")
+
+
+if __name__ == "__main__":
+    main()
