@@ -31,17 +31,19 @@ from sweeplab.tracking.store import (
     resolve_uri,
     server_error,
 )
+from sweeplab.tracking.tags import (
+    FAILURE_TAG,
+    OPTIMIZED_TAG,
+    OVERRIDES_TAG,
+    PARENT_RUN_ENV,
+    PARENT_TAG,
+    SWEPT_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from torch import nn
-
-PARENT_RUN_ENV = "SWEEPLAB_MLFLOW_PARENT_RUN_ID"
 PENDING_FILE = "mlflow_pending.json"
-FAILURE_TAG = "sweeplab.failure"
-OVERRIDES_TAG = "sweeplab.overrides"  # the job's Hydra overrides, shell-quoted: how to reproduce it
-OPTIMIZED_TAG = "sweeplab.optimized_metric"
-PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass
@@ -166,9 +168,12 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
     job = hydra_job()
     parent_id = os.environ.get(PARENT_RUN_ENV) if job.get("multirun") else None
     if parent_id:
-        experiment_id = client.get_run(parent_id).info.experiment_id
+        parent = client.get_run(parent_id)
+        experiment_id = parent.info.experiment_id
+        name = cfg.tracking.run_name or job_name(job["overrides"], shlex.split(parent.data.tags.get(SWEPT_TAG, "")))
     else:
         experiment_id = ensure_experiment(client, experiment_name(cfg.tracking.experiment, cfg.dataset.name))
+        name = cfg.tracking.run_name
     run_dir = Path(cfg.paths.output_dir)
     tags = {
         **environment_tags(device),
@@ -178,14 +183,19 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
         "hydra.output_dir": str(run_dir.resolve()),
         **({PARENT_TAG: parent_id, "sweep.job": str(job["num"]), "sweep.dir": job["sweep_dir"]} if parent_id else {}),
     }
-    name = cfg.tracking.run_name or (" ".join(job.get("overrides", [])) or None if parent_id else None)
-    run = client.create_run(experiment_id, run_name=name and name[:250], tags=tags)
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
     log_params(client, run_id, OmegaConf.to_container(cfg, resolve=True))
     tracked = TrackedRun(client, run_id, run_dir, MetricLogger(client, run_id))
     if (run_dir / ".hydra").is_dir():
         tracked.log_artifact(run_dir / ".hydra", ".hydra")
     return tracked
+
+
+def job_name(overrides: list[str], swept: list[str]) -> str | None:
+    """A sweep job is named by its swept values (`optimizer.lr=0.01 model=cnn`), the rest being common."""
+    named = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") in swept] or overrides
+    return " ".join(named)[:250] or None
 
 
 def log_params(client: MlflowClient, run_id: str, config: dict) -> None:

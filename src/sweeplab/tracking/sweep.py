@@ -23,12 +23,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeplab.config import metric_mode
+from sweeplab.tracking.tags import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_RUN_ENV, SWEPT_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-SWEPT_TAG = "sweep.params"  # swept keys, shell-quoted, on the parent
 BEST_CHILD_TAG = "best_child_run_id"
 SUMMARY_DIR = "summary"
 
@@ -48,7 +48,6 @@ class SweepTracking(Callback):
             return
         from mlflow import MlflowClient
 
-        from sweeplab.tracking.session import OPTIMIZED_TAG, PARENT_RUN_ENV
         from sweeplab.tracking.store import check_reachable, ensure_experiment, experiment_name, resolve_uri
 
         self.uri = resolve_uri(config.tracking.uri)
@@ -72,7 +71,6 @@ class SweepTracking(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.types import RunMode
 
-        from sweeplab.tracking.session import PARENT_RUN_ENV
         from sweeplab.tracking.store import resolve_uri
 
         parent_id = os.environ.get(PARENT_RUN_ENV)
@@ -127,16 +125,12 @@ def child_runs(client: MlflowClient, parent_id: str) -> list[Run]:
 
 
 def job_overrides(run: Run) -> dict[str, str]:
-    from sweeplab.tracking.session import OVERRIDES_TAG
-
     pairs = (item.split("=", 1) for item in shlex.split(run.data.tags.get(OVERRIDES_TAG, "")))
     return {key.lstrip("+~"): value for key, value in (pair for pair in pairs if len(pair) == 2)}
 
 
 def summary_rows(parent: Run, children: list[Run]) -> tuple[list[dict[str, Any]], list[str], str]:
     """One row per job: swept values, status, metrics; sorted best first. Also the swept keys and metric."""
-    from sweeplab.tracking.session import OPTIMIZED_TAG
-
     metric = parent.data.tags.get(OPTIMIZED_TAG, "val/acc")
     overrides = [job_overrides(child) for child in children]
     declared = shlex.split(parent.data.tags.get(SWEPT_TAG, ""))
