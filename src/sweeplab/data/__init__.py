@@ -24,7 +24,8 @@ class Data:
 
 
 def load_splits(cfg: DatasetConfig) -> Splits:
-    return instantiate(cfg.source, _convert_="all")
+    """Call the configured loader ourselves: Hydra's instantiate would bury a UserError in its own message."""
+    return instantiate(cfg.source, _partial_=True, _convert_="all")()
 
 
 def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_last: bool = False) -> Data:
