@@ -8,8 +8,10 @@ named by `dataset.source._target_` in the config, so adding a data set adds no r
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -153,24 +155,31 @@ def _from_hwc(images: np.ndarray, labels: list[int]) -> TensorDataset:
     return TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels))
 
 
+# What torchvision's readers raise on absent, mismatched or damaged files (and failed downloads).
+_READ_ERRORS = (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, AssertionError)
+
+
 def _open_torchvision(dataset_class, folder: Path, expected: list[str], **kwargs):
-    """Open a torchvision data set; when its files are missing, say which and where."""
+    """Open a torchvision data set; when its files are missing or damaged, say which and where."""
     try:
         return dataset_class(**kwargs)
-    except (RuntimeError, OSError) as error:
-        missing = [name for name in expected if not (folder / name).exists()]
+    except _READ_ERRORS as error:
+        name = dataset_class.__name__
+        missing = [file for file in expected if not (folder / file).exists()]
         if missing:
             how = "download failed (offline?)" if kwargs.get("download") else "download is off"
             raise UserError(
-                f"{dataset_class.__name__} files missing in {folder}: {', '.join(missing)} ({how}); "
+                f"{name} files missing in {folder}: {', '.join(missing)} ({how}); "
                 f"put them there or set paths.data_dir to the folder that holds them"
             ) from None
-        if "corrupted" in str(error):
+        if "corrupted" in str(error) or isinstance(error, URLError):
+            # Present but failing the md5 check: torchvision says so, or tried to re-download them.
             raise UserError(
-                f"{dataset_class.__name__} files in {folder} do not match the official md5 sums: "
+                f"{name} files in {folder} do not match the official md5 sums: "
                 "re-download them, or set dataset.source.verify_checksums=false for a re-packed copy"
             ) from None
-        raise
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise UserError(f"{name} files in {folder} are unreadable ({first_line}): re-download them") from None
 
 
 def _unverified_cifar10():
