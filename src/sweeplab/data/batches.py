@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from sweeplab.errors import UserError
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -57,8 +59,17 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
-        for images, labels in self.loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        try:
+            for images, labels in self.loader:
+                yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        except UserError as error:
+            raise UserError(_worker_message(error)) from None
+
+
+def _worker_message(error: UserError) -> str:
+    """The user's one line: a DataLoader worker re-raises it below its own traceback."""
+    last_line = str(error).rstrip().splitlines()[-1]
+    return last_line.partition(f"{UserError.__name__}: ")[2] or last_line
 
 
 def make_batches(data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int):
