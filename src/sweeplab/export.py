@@ -142,6 +142,7 @@ def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
     Never downloads: exporting must not fetch a data set; a missing one is a UserError.
     """
     import torch
+    from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
 
     from sweeplab.data import load_splits
@@ -151,9 +152,12 @@ def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
         dataset.source.download = False
     try:
         val = load_splits(dataset).val
-    except UserError as error:
+    except (UserError, InstantiationException) as error:
+        reason = error.__cause__ if isinstance(error, InstantiationException) else error  # Hydra wraps the loader's
+        if not isinstance(reason, UserError):
+            raise
         raise UserError(
-            f"cannot verify the export on validation images: {error} "
+            f"cannot verify the export on validation images: {reason} "
             "(or verify on random images instead: `sweeplab export --random-inputs ...`)"
         ) from None
     return torch.stack([val[i][0] for i in range(min(count, len(val)))])

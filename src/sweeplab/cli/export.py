@@ -41,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     log_to_mlflow(target, report)
     checked = "random images" if args.random_inputs else "validation images"
-    results_console.print(
-        f"Exported {target.checkpoint} to [bold]{report.files[0]}[/bold]: on {report.metrics['onnx/num_images']:.0f} "
-        f"{checked}, max |logit difference| {report.metrics['onnx/max_abs_diff']:.2g}, "
-        f"argmax agreement {report.metrics['onnx/argmax_agreement']:.0%}"
-    )
-    for file in report.files[1:]:
-        results_console.print(f"  with {file}")
+    lines = [
+        f"Exported {target.checkpoint} to {report.files[0]}",
+        f"  verified on {report.metrics['onnx/num_images']:.0f} {checked}: max |logit difference| "
+        f"{report.metrics['onnx/max_abs_diff']:.2g}, argmax agreement {report.metrics['onnx/argmax_agreement']:.0%}",
+        *(f"  with {file}" for file in report.files[1:]),
+    ]
+    results_console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
     return 0

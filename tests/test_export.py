@@ -1,0 +1,167 @@
+"""ONNX export: every built-in model exports with a dynamic batch and matches PyTorch on real validation images.
+
+Runs are trained for real (`python train.py`, one epoch on tiny generated data) and shared with
+test_predict.py through `trained_run`, which trains each run once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from sweeplab.checkpoint import load_checkpoint, save_checkpoint
+from sweeplab.cli.main import main
+from sweeplab.errors import UserError
+from sweeplab.export import ExportParityError, Preprocessing, export_onnx, find_checkpoint, rebuild_model
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["trainer.epochs=1", "trainer.progress=false", "tracking.enabled=false", "export.onnx=false"]
+# model -> the data it trains on: one channel in memory, RGB in memory (CIFAR-10 files), 32x32 fake, image folder.
+RUNS = {
+    "mlp": ["model=mlp", "dataset=digits", "model.hidden=[32]"],
+    "cnn": ["model=cnn", "dataset=cifar10", "dataset.source.download=false", "dataset.source.verify_checksums=false"],
+    "vgg16": ["model=vgg16", "dataset=fake", "dataset.source.num_train=16", "dataset.source.num_val=8",
+              "dataset.batch_size=8"],
+    "resnet18": ["model=resnet18", "dataset=hymenoptera", "dataset.image_size=40", "dataset.crop_size=32",
+                 "dataset.num_workers=0", "dataset.batch_size=8"],
+}
+
+
+def train_run(root: Path, data_dir: Path, name: str, *extra: str) -> Path:
+    """Train run `name` of RUNS into root/name once (the folder is the cache), as a user would."""
+    run_dir = root / name
+    if not (run_dir / "checkpoints" / "best.pt").is_file():
+        overrides = [*RUNS[name], *FAST, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *extra]
+        result = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=root, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """`trained_run("cnn")` -> the run dir of a one-epoch run, trained once per session."""
+    root = tmp_path_factory.getbasetemp() / "trained_runs"
+    root.mkdir(exist_ok=True)
+    return lambda name: train_run(root, data_dir, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RUNS))
+def test_every_builtin_model_exports_with_parity(name: str, trained_run, tmp_path: Path) -> None:
+    run_dir = trained_run(name)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    report = export_onnx(run_dir / "checkpoints" / "best.pt", tmp_path, tolerance=1e-4, num_images=5)
+
+    assert report.metrics["onnx/max_abs_diff"] <= 1e-4
+    assert report.metrics["onnx/argmax_agreement"] == 1.0
+    assert report.metrics["onnx/num_images"] == 5  # verified at batch 5, exported at batch 2
+    onnx_file, preprocessing_file = report.files
+    assert onnx_file == tmp_path / "model.onnx"
+    assert json.loads(preprocessing_file.read_text())["classes"] == checkpoint["classes"]
+    graph_input = onnx.load(onnx_file).graph.input[0]
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == checkpoint["input"]["shape"]
+
+
+@pytest.mark.slow
+def test_onnx_takes_any_batch_size(trained_run, tmp_path: Path) -> None:
+    payload = load_checkpoint(trained_run("cnn") / "checkpoints" / "best.pt")
+    report = export_onnx(trained_run("cnn") / "checkpoints" / "best.pt", tmp_path, 1e-4, 8)
+    session = onnxruntime.InferenceSession(str(report.files[0]), providers=["CPUExecutionProvider"])
+    model = rebuild_model(payload)
+    for batch in (1, 3, 17):
+        inputs = torch.randn(batch, *payload["input"]["shape"])
+        (logits,) = session.run(["logits"], {"images": inputs.numpy()})
+        np.testing.assert_allclose(logits, model(inputs).detach().numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_after_the_fact_from_run_dir_and_checkpoint(trained_run, tmp_path: Path, capsys) -> None:
+    run_dir = trained_run("mlp")
+    assert main(["export", str(run_dir), "--num-images", "10"]) == 0
+    assert (run_dir / "export" / "model.onnx").is_file()
+    assert (run_dir / "export" / "model.preprocessing.json").is_file()
+    assert "verified on 10 validation images" in capsys.readouterr().out
+
+    out = tmp_path / "elsewhere"
+    assert main(["export", str(run_dir / "checkpoints" / "best.pt"), "--out", str(out)]) == 0
+    assert Preprocessing.beside(out / "model.onnx") == Preprocessing.beside(run_dir / "export" / "model.onnx")
+
+
+@pytest.mark.slow
+def test_parity_failure_raises_after_writing_the_files(trained_run, tmp_path: Path) -> None:
+    with pytest.raises(ExportParityError, match="disagrees with PyTorch") as caught:
+        export_onnx(trained_run("mlp") / "checkpoints" / "best.pt", tmp_path, tolerance=1e-12, num_images=64)
+    assert caught.value.report.metrics["onnx/max_abs_diff"] > 1e-12
+    assert all(file.is_file() for file in caught.value.report.files)
+
+
+@pytest.mark.slow
+def test_missing_data_is_a_user_error_unless_random_inputs(trained_run, tmp_path: Path) -> None:
+    """A checkpoint moved to a machine without its data (and without network) still exports, if asked."""
+    payload = load_checkpoint(trained_run("cnn") / "checkpoints" / "best.pt")
+    payload["config"]["dataset"]["source"]["root"] = str(tmp_path / "no-data-here")
+    payload["config"]["dataset"]["source"]["download"] = True  # export must never download
+    moved = tmp_path / "run" / "checkpoints" / "best.pt"
+    save_checkpoint(payload, moved)
+
+    with pytest.raises(UserError, match="cannot verify the export on validation images.*--random-inputs"):
+        export_onnx(moved, tmp_path / "export", 1e-4, 8)
+    assert not (tmp_path / "no-data-here" / "cifar-10-batches-py").exists()
+    report = export_onnx(moved, tmp_path / "export", 1e-4, 8, random_inputs=True)
+    assert report.metrics["onnx/random_inputs"] == 1.0 and report.metrics["onnx/max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_checkpoint_of_a_compiled_model_exports(trained_run, tmp_path: Path) -> None:
+    """trainer.compile=true saves the state of torch.compile's wrapper: keys start with _orig_mod."""
+    payload = load_checkpoint(trained_run("mlp") / "checkpoints" / "best.pt")
+    payload["model"] = {f"_orig_mod.{key}": value for key, value in payload["model"].items()}
+    save_checkpoint(payload, tmp_path / "best.pt")
+    assert export_onnx(tmp_path / "best.pt", tmp_path / "export", 1e-4, 8).metrics["onnx/argmax_agreement"] == 1
+
+
+def test_targets_that_hold_no_checkpoint_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty_run" / ".hydra").mkdir(parents=True)
+    with pytest.raises(UserError, match="no checkpoint in .*empty_run: expected .*checkpoints/best.pt"):
+        find_checkpoint(str(tmp_path / "empty_run"))
+    with pytest.raises(UserError, match="neither a checkpoint file, a run dir nor an MLflow run id"):
+        find_checkpoint("outputs/not-a-run")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "state.pt")
+    with pytest.raises(UserError, match="state_dict, not a sweeplab checkpoint"):
+        export_onnx(tmp_path / "state.pt", tmp_path / "export", 1e-4, 8)
+    (tmp_path / "garbage.pt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        export_onnx(tmp_path / "garbage.pt", tmp_path / "export", 1e-4, 8)
+
+
+@pytest.mark.slow
+def test_export_by_mlflow_run_id_logs_back_to_the_run(trained_run, tmp_path: Path, capsys) -> None:
+    from mlflow import MlflowClient
+
+    run_dir = trained_run("mlp")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("export-test", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment, tags={"hydra.output_dir": str(run_dir)}).info.run_id
+
+    assert main(["export", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "export")]) == 0
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["onnx/max_abs_diff"] <= 1e-4 and metrics["onnx/argmax_agreement"] == 1.0
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "onnx")}
+    assert logged == {"model.onnx", "model.preprocessing.json"}
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_code:
+        main(["export", "0" * 32, "--tracking-uri", uri])
+    assert exit_code.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: no MLflow run {'0' * 32} at {uri}")
