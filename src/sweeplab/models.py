@@ -93,8 +93,9 @@ def torchvision_classifier(name: str, weights: str | None, num_classes: int) -> 
         raise UserError(f"unknown model '{name}': use mlp, cnn or a torchvision classifier ({', '.join(known)})")
     try:
         net = torchvision.models.get_model(name, weights=weights)
-    except ValueError as error:
-        raise UserError(f"model.weights={weights}: {error}") from None
+    except (KeyError, ValueError):  # an unknown weight name
+        names = ", ".join(torchvision.models.get_model_weights(name).__members__)
+        raise UserError(f"model.weights={weights} is not a weight of {name}: use one of {names}, or a file") from None
     except OSError as error:  # URLError included: offline and not in the torch hub cache
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise UserError(
