@@ -102,8 +102,21 @@ def torchvision_classifier(name: str, weights: str | None, num_classes: int) -> 
             f"could not download {name} weights {weights} ({error}): put the file in {cache} "
             "or pass model.weights=/path/to/state_dict.pt"
         ) from None
+    drop_aux_heads(net)
     replace_head(net, num_classes)
     return net
+
+
+def drop_aux_heads(net: nn.Module) -> None:
+    """GoogLeNet and Inception return (logits, aux logits) in training; we train on the logits alone.
+
+    This is what torchvision does itself for pretrained weights loaded without aux_logits.
+    """
+    if getattr(net, "aux_logits", False):
+        net.aux_logits = False
+        for name in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(net, name):
+                setattr(net, name, None)
 
 
 def local_weights_file(weights: str | None) -> Path | None:
