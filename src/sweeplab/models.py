@@ -173,7 +173,7 @@ def check_forward(model: nn.Module, name: str, image_shape: tuple[int, int, int]
     try:
         with torch.no_grad():
             model(torch.zeros(2, *image_shape))
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError, ValueError) as error:  # ViTs assert their input size
         shape = "x".join(map(str, image_shape))
         first_line = str(error).splitlines()[0]
         raise UserError(
