@@ -148,14 +148,28 @@ def freeze_all_but_head(net: nn.Module) -> None:
 
 
 def load_local_weights(net: nn.Module, path: Path) -> None:
-    """Load a state_dict file; tensors whose shape differs (the old head) are left as built."""
+    """Load a state_dict file (or a sweeplab checkpoint's model) into everything but the new head.
+
+    Tensors of the head may differ in shape (other classes) and are left as built; any other
+    tensor that is absent or of another shape means the file is for another architecture.
+    """
     from sweeplab.checkpoint import load_state_file
 
     state = load_state_file(path)
+    if not isinstance(state, dict):
+        kind = type(state).__name__
+        raise UserError(f"{path} holds a {kind}, not a state_dict: pass a file saved from model.state_dict()")
+    if isinstance(state.get("model"), dict):  # a sweeplab checkpoint: its model is Sequential(adapt, net)
+        state = {key.removeprefix("net."): value for key, value in state["model"].items()}
     own = net.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise UserError(f"{path} holds no weights for this model (no matching keys): pass a state_dict of the same architecture")
+    head = head_of(net)[0] + "."
+    unfit = [k for k in own if k not in fitting and not k.startswith(head)]
+    if unfit:
+        raise UserError(
+            f"{path} does not fit this model: {len(unfit)} of the model's {len(own)} tensors are absent or "
+            f"shaped differently (first: {unfit[0]}); pass a state_dict of the same architecture"
+        )
     net.load_state_dict(fitting, strict=False)
 
 
