@@ -1,0 +1,81 @@
+"""A real `mlflow server` on a loopback port (sqlite backend + artifact dir), for tests that log over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+# Fail fast when a test stops the server on purpose (MLflow retries for minutes by default).
+FAST_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class MlflowServer:
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> MlflowServer:
+        command = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1",
+        ]
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.uri}/health", timeout=2).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not answer on {self.uri} within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the server and its gunicorn/uvicorn workers (its own process group, started above)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"), free_port()).start()
+    yield server
+    server.stop()
+
+
+def train(*overrides: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+          ) -> subprocess.CompletedProcess:
+    """`python train.py ...` as a user runs it: its own process, quick settings, no progress bar."""
+    command = [sys.executable, str(REPO / "train.py"), *overrides, "trainer.progress=false"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

@@ -1,0 +1,140 @@
+"""A real sweep (joblib workers) logged over HTTP to a real `mlflow server`, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import MlflowServer, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
+
+pytestmark = pytest.mark.slow
+EXPERIMENT = "sweep-test"
+SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
+
+
+@pytest.fixture(scope="module")
+def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
+    """`python train.py -m optimizer.lr=1e-2,1e-3 model=mlp,cnn` in 2 joblib workers, 1 epoch each."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = train(
+        "-m", "optimizer.lr=1e-2,1e-3", "model=mlp,cnn", "trainer.epochs=1", f"tracking.uri={mlflow_server.uri}",
+        f"tracking.experiment={EXPERIMENT}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "tracking.tensorboard=true", cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server.uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return {"client": client, "parent": parents[0], "children": children, "experiment": experiment, "cwd": cwd,
+            "uri": mlflow_server.uri}
+
+
+def test_one_parent_with_four_finished_children(sweep: dict) -> None:
+    assert sweep["parent"].info.status == "FINISHED"
+    assert len(sweep["children"]) == 4
+    assert {c.info.status for c in sweep["children"]} == {"FINISHED"}
+    assert {c.info.run_name for c in sweep["children"]} == {
+        f"optimizer.lr={lr} model={model}" for lr in ("0.01", "0.001") for model in ("mlp", "cnn")
+    }
+    assert sorted(c.data.tags["sweep.job"] for c in sweep["children"]) == ["0", "1", "2", "3"]
+
+
+def test_children_carry_params_tags_and_metrics(sweep: dict) -> None:
+    client: MlflowClient = sweep["client"]
+    for child in sweep["children"]:
+        params, tags, metrics = child.data.params, child.data.tags, child.data.metrics
+        assert params["trainer.epochs"] == "1" and params["dataset.name"] == "digits"
+        assert params["model.name"] in ("mlp", "cnn") and float(params["optimizer.lr"]) in (1e-2, 1e-3)
+        assert tags["torch"] and tags["torchvision"] and tags["host"] and tags["device"] == "cpu"
+        assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
+        assert "optimizer.lr=" in tags["sweeplab.overrides"] and Path(tags["hydra.output_dir"]).is_dir()
+        for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_seconds", "images_per_second",
+                     "best/val/acc", "onnx/max_abs_diff"):
+            assert name in metrics, name
+        assert 0 < metrics["val/acc"] <= 1 and metrics["onnx/max_abs_diff"] < 1e-4
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val/acc")] == [1]
+
+
+def test_children_carry_artifacts_and_a_model(sweep: dict) -> None:
+    client: MlflowClient = sweep["client"]
+    child = sweep["children"][0]
+    paths = {a.path for folder in ("", "figures", "checkpoints", ".hydra", "onnx")
+             for a in client.list_artifacts(child.info.run_id, folder)}
+    for expected in ("figures/learning_curves.png", "figures/confusion_matrix.png", "figures/validation_samples.png",
+                     "checkpoints/best.pt", ".hydra/config.yaml", ".hydra/overrides.yaml", "onnx/model.onnx",
+                     "tensorboard"):
+        assert expected in paths, paths
+    models = client.search_logged_models([sweep["experiment"].experiment_id])
+    assert {m.source_run_id for m in models} == {c.info.run_id for c in sweep["children"]}
+
+
+def test_logged_model_loads_with_a_dynamic_batch(sweep: dict) -> None:
+    import mlflow
+    import torch
+
+    child = sweep["children"][0]
+    mlflow.set_tracking_uri(sweep["uri"])
+    model_id = next(m.model_id for m in sweep["client"].search_logged_models([sweep["experiment"].experiment_id])
+                    if m.source_run_id == child.info.run_id)
+    model = mlflow.pytorch.load_model(f"models:/{model_id}")
+    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_parent_holds_the_summary(sweep: dict, tmp_path: Path) -> None:
+    client: MlflowClient = sweep["client"]
+    parent = sweep["parent"]
+    children = {c.info.run_id: c for c in sweep["children"]}
+    best = max(children.values(), key=lambda c: c.data.metrics["best/val/acc"])
+    assert parent.data.tags["best_child_run_id"] == best.info.run_id
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == {
+        "summary/summary.csv", "summary/summary.md", "summary/metric_vs_params.png"}
+    folder = Path(client.download_artifacts(parent.info.run_id, "summary", str(tmp_path)))
+    rows = list(csv.DictReader(io.StringIO((folder / "summary.csv").read_text())))
+    assert {row["run_id"] for row in rows} == set(children) and rows[0]["run_id"] == best.info.run_id
+    assert {(row["optimizer.lr"], row["model"], row["status"]) for row in rows} == {
+        (lr, model, "FINISHED") for lr in ("0.01", "0.001") for model in ("mlp", "cnn")}
+    assert "| optimizer.lr | model |" in (folder / "summary.md").read_text()
+
+
+def compare(sweep: dict, *args: str) -> subprocess.CompletedProcess:
+    """The installed `sweeplab` console script, as a user types it."""
+    return subprocess.run([SWEEPLAB, "compare", "--uri", sweep["uri"], *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "160"})
+
+
+def test_compare_json_and_table(sweep: dict) -> None:
+    result = compare(sweep, "--sweep", sweep["parent"].info.run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 4
+    assert [r["best/val/acc"] for r in rows] == sorted((r["best/val/acc"] for r in rows), reverse=True)
+    assert {"optimizer.lr", "model.name", "status"} <= set(rows[0]) and "seed" not in rows[0]
+    table = compare(sweep, "--experiment", EXPERIMENT)
+    assert table.returncode == 0, table.stderr
+    for child in sweep["children"]:
+        assert child.info.run_id[:8] in table.stdout
+    csv_rows = list(csv.DictReader(io.StringIO(compare(sweep, "--sweep", "latest", "--csv").stdout)))
+    assert [r["run_id"] for r in csv_rows] == [r["run_id"] for r in rows]
+
+
+def test_compare_prints_the_reproducing_command(sweep: dict) -> None:
+    child = sweep["children"][0]
+    result = compare(sweep, "--command", child.info.run_id[:8])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"git checkout {child.data.tags['mlflow.source.git.commit']}" + (
+        "  # the run had uncommitted changes" if child.data.tags["git.dirty"] == "true" else "")
+    assert lines[-1].startswith("python train.py ") and "optimizer.lr=" in lines[-1] and "model=" in lines[-1]
+    bad = compare(sweep, "--filter", "nonsense here")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: bad --filter")
