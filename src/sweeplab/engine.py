@@ -146,7 +146,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly where it stopped."""
         return {
-            "model": self.model.state_dict(),
+            # torch.compile wraps the model; later tools rebuild the plain one, so save its keys.
+            "model": getattr(self.model, "_orig_mod", self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
