@@ -23,8 +23,11 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only left over when saving failed
 
 
 def load_state_file(path: Path) -> dict[str, Any]:
@@ -34,8 +37,8 @@ def load_state_file(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a readable checkpoint ({first_line}): re-create it or pick another file") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason}): re-create it or pick another file") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
