@@ -16,7 +16,7 @@ def resolve_device(kind: str) -> torch.device:
     if kind == "auto":
         return torch.device(next(name for name, ok in available.items() if ok))
     if not available[kind]:
-        raise UserError(f"device={kind} was asked for but this machine has no usable {kind}: use device=cpu or device=auto")
+        raise UserError(f"device={kind} was asked for but this machine has no usable {kind}: use device=cpu or auto")
     return torch.device(kind)
 
 

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> Optimizer:
@@ -17,7 +18,7 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> Optimizer:
     return instantiate(cfg, _convert_="all")(trainable)
 
 
-def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> lr_scheduler.LRScheduler:
+def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:
     """The configured schedule, preceded by a linear warm-up when scheduler.warmup_epochs > 0."""
     total_steps = steps_per_epoch * epochs
     warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
@@ -29,7 +30,7 @@ def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int,
     return lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
 
 
-def constant(optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
+def constant(optimizer: Optimizer, total_steps: int, steps_per_epoch: int) -> LRScheduler:
     return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
