@@ -1,0 +1,48 @@
+"""Shared fixtures: one set of generated data sets per test session, in the real on-disk formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from data_formats import write_cifar10, write_image_folder, write_mnist
+from sweeplab.cli.train import config_dir
+from sweeplab.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: trains real models in subprocesses (deselect with -m 'not slow')")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `paths.data_dir` holding every file-backed data set: CIFAR-10, MNIST, FashionMNIST, hymenoptera."""
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root)
+    write_mnist(root, "MNIST", seed=1)
+    write_mnist(root, "FashionMNIST", seed=2)
+    write_image_folder(root / "hymenoptera_data", seed=3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_only_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image folder with train/ only, so the validation split is carved out of it."""
+    return write_image_folder(tmp_path_factory.mktemp("folder"), ("cats", "dogs", "fish"), {"train": 10}, seed=4)
+
+
+@pytest.fixture(scope="session")
+def compose_train():
+    """Compose conf/train.yaml with overrides, as `python train.py <overrides>` would."""
+    register_configs()
+
+    def compose_with(overrides: list[str] | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose(config_name="train", overrides=overrides or [])
+
+    return compose_with

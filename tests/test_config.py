@@ -1,0 +1,124 @@
+"""The config tree: every group option composes against the schema, bad values fail before compute."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from sweeplab.cli.train import config_dir
+from sweeplab.config import check_ranges, metric_mode
+from sweeplab.errors import UserError
+
+GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")
+# Options whose yaml leaves a key for the user to fill in (`???`).
+REQUIRED = {"dataset=imagefolder": ["dataset.path=/some/folder"], "model=torchvision": ["model.name=resnet18"]}
+
+
+def group_options() -> list[str]:
+    conf = Path(config_dir())
+    return [f"{group}={path.stem}" for group in GROUPS for path in sorted((conf / group).glob("*.yaml"))]
+
+
+def test_default_is_digits_mlp_adam(compose_train) -> None:
+    cfg = compose_train()
+    assert (cfg.dataset.name, cfg.model.name, cfg.optimizer._target_) == ("digits", "mlp", "torch.optim.Adam")
+    assert cfg.paths.data_dir == "data" and cfg.optimized_metric == "val/acc"
+    check_ranges(cfg)
+
+
+def test_every_group_has_options() -> None:
+    options = group_options()
+    for group in GROUPS:
+        assert any(option.startswith(f"{group}=") for option in options), group
+
+
+@pytest.mark.parametrize("option", group_options())
+def test_every_group_option_composes_and_resolves(option: str, compose_train) -> None:
+    group = option.split("=")[0]
+    cfg = compose_train([option, *REQUIRED.get(option, [])])
+    node = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
+    assert isinstance(node, dict) and node
+    check_ranges(cfg)
+
+
+def test_dataset_keys_flow_into_source(compose_train) -> None:
+    cfg = compose_train(["dataset=imagefolder", "dataset.path=/x", "dataset.image_size=48", "dataset.val_fraction=0.3"])
+    source = OmegaConf.to_container(cfg.dataset.source, resolve=True)
+    assert source["path"] == "/x" and source["image_size"] == 48 and source["val_fraction"] == 0.3
+    cfg = compose_train(["dataset=cifar10", "paths.data_dir=/d"])
+    assert cfg.dataset.source.root == "/d"
+
+
+def test_hymenoptera_lives_under_data_dir(compose_train) -> None:
+    cfg = compose_train(["dataset=hymenoptera", "paths.data_dir=/d"])
+    assert cfg.dataset.path == "/d/hymenoptera_data"
+    assert cfg.dataset.source.path == "/d/hymenoptera_data"
+
+
+def test_unknown_group_option_names_the_group(compose_train) -> None:
+    with pytest.raises(MissingConfigException, match="model/nope"):
+        compose_train(["model=nope"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.epochs=abc", "trainer.epochs"),
+        ("optimizer.lr=fast", "optimizer.lr"),
+        ("dataset.batch_size=1.5", "dataset.batch_size"),
+        ("trainer.compile=maybe", "trainer.compile"),
+    ],
+)
+def test_wrong_type_names_the_key(override: str, key: str, compose_train) -> None:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_train([override])
+    assert key in str(error.value.__cause__)
+
+
+@pytest.mark.parametrize("override", ["trainer.foo=1", "dataset.colour=red", "optimizer.momentum=0.9", "nope=1"])
+def test_unknown_key_is_refused(override: str, compose_train) -> None:
+    with pytest.raises(ConfigCompositionException):
+        compose_train([override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "optimizer.lr=0",
+        "optimizer.lr=-0.1",
+        "dataset.batch_size=0",
+        "dataset.eval_batch_size=0",
+        "dataset.num_workers=-1",
+        "dataset.val_fraction=0",
+        "dataset.val_fraction=1",
+        "trainer.epochs=0",
+        "trainer.label_smoothing=1.0",
+        "trainer.precision=16",
+        "trainer.grad_clip=0",
+        "device.type=gpu",
+        "optimized_metric=val/f1",
+    ],
+)
+def test_check_ranges_names_the_key(override: str, compose_train) -> None:
+    cfg = compose_train([override])
+    key = override.split("=")[0]
+    with pytest.raises(UserError, match=f"^{key}=") as error:
+        check_ranges(cfg)
+    assert "\n" not in str(error.value)
+
+
+def test_metric_mode() -> None:
+    assert metric_mode("val/loss") == "min" and metric_mode("train/loss") == "min"
+    assert metric_mode("val/acc") == "max"
+
+
+def test_config_path_does_not_import_torch() -> None:
+    """`--help` and config errors must come back fast: the config modules stay free of torch."""
+    code = "import sys, sweeplab.config, sweeplab.cli.train; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,305 @@
+"""Data sources read real on-disk formats through torchvision; batches and augmentation are tensor ops."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import TensorDataset
+
+from data_formats import CIFAR_CLASSES, MNIST_FILES, write_cifar10, write_image_folder, write_mnist
+from sweeplab.config import AugmentConfig, DatasetConfig
+from sweeplab.data import build_data
+from sweeplab.data.augment import BatchPreprocess
+from sweeplab.data.batches import LoaderBatches, TensorBatches, make_batches
+from sweeplab.data.sources import (
+    folder_decoder,
+    load_cifar10,
+    load_digits,
+    load_fake,
+    load_image_folder,
+    load_mnist,
+    seeded_split,
+)
+from sweeplab.errors import UserError
+
+CPU = torch.device("cpu")
+
+
+# --- sources -------------------------------------------------------------------------------------------------------
+
+
+def test_digits_is_the_real_bundled_set() -> None:
+    splits = load_digits(split_seed=0, val_fraction=0.2)
+    assert len(splits.train) + len(splits.val) == 1797
+    assert len(splits.val) == round(1797 * 0.2)
+    assert splits.image_shape == (1, 8, 8) and splits.classes == [str(d) for d in range(10)]
+    images, labels = splits.train.tensors
+    assert images.dtype == torch.uint8 and images.max() == 255 and labels.unique().tolist() == list(range(10))
+
+
+def test_digits_split_depends_only_on_split_seed() -> None:
+    first, again, other = (load_digits(seed, 0.2) for seed in (0, 0, 1))
+    assert torch.equal(first.val.tensors[0], again.val.tensors[0])
+    assert not torch.equal(first.val.tensors[0], other.val.tensors[0])
+
+
+@pytest.mark.parametrize("variant", ["MNIST", "FashionMNIST"])
+def test_mnist_idx_files_read_back_exactly(tmp_path: Path, variant: str) -> None:
+    raw = write_mnist(tmp_path, variant, train_size=30, test_size=20)
+    splits = load_mnist(str(tmp_path), variant, download=False)
+    assert (len(splits.train), len(splits.val)) == (30, 20)
+    assert splits.image_shape == (1, 28, 28) and len(splits.classes) == 10
+    header = 16  # magic + three sizes
+    written = np.frombuffer((raw / MNIST_FILES["train"][0]).read_bytes()[header:], np.uint8).reshape(30, 1, 28, 28)
+    labels = np.frombuffer((raw / MNIST_FILES["train"][1]).read_bytes()[8:], np.uint8)
+    assert torch.equal(splits.train.tensors[0], torch.from_numpy(written.copy()))
+    assert splits.train.tensors[1].tolist() == labels.tolist()
+
+
+def test_mnist_missing_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as error:
+        load_mnist(str(tmp_path), "FashionMNIST", download=False)
+    message = str(error.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "paths.data_dir" in message
+    for name in MNIST_FILES["train"] + MNIST_FILES["test"]:
+        assert name in message
+
+
+def test_mnist_truncated_file_is_a_user_error(tmp_path: Path) -> None:
+    raw = write_mnist(tmp_path)
+    image_file = raw / MNIST_FILES["train"][0]
+    image_file.write_bytes(image_file.read_bytes()[:1000])
+    with pytest.raises(UserError, match="unreadable"):
+        load_mnist(str(tmp_path), "MNIST", download=False)
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, per_batch=8, test_size=12)
+    return root
+
+
+def test_cifar_read_through_torchvision_without_md5(cifar_root: Path) -> None:
+    splits = load_cifar10(str(cifar_root), download=False, verify_checksums=False)
+    assert (len(splits.train), len(splits.val)) == (5 * 8, 12)
+    assert splits.image_shape == (3, 32, 32) and splits.classes == CIFAR_CLASSES
+    with (cifar_root / "cifar-10-batches-py" / "data_batch_1").open("rb") as file:
+        batch = pickle.load(file, encoding="latin1")
+    # Rows are channel-major 3x32x32 images; the loader must hand back exactly those, as CHW.
+    expected = torch.from_numpy(batch["data"].reshape(-1, 3, 32, 32))
+    assert torch.equal(splits.train.tensors[0][:8], expected)
+    assert splits.train.tensors[1][:8].tolist() == batch["labels"]
+
+
+def test_cifar_checksums_reject_generated_batches(cifar_root: Path) -> None:
+    with pytest.raises(UserError, match="md5.*verify_checksums=false"):
+        load_cifar10(str(cifar_root), download=False, verify_checksums=True)
+
+
+def test_cifar_missing_files_are_named(tmp_path: Path) -> None:
+    folder = write_cifar10(tmp_path, per_batch=2, test_size=2)
+    (folder / "data_batch_3").unlink()
+    (folder / "batches.meta").unlink()
+    with pytest.raises(UserError, match=r"missing in .*cifar-10-batches-py: data_batch_3, batches\.meta"):
+        load_cifar10(str(tmp_path), download=False, verify_checksums=False)
+
+
+def test_cifar_damaged_batch_is_a_user_error(tmp_path: Path) -> None:
+    folder = write_cifar10(tmp_path, per_batch=2, test_size=2)
+    (folder / "data_batch_2").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="unreadable"):
+        load_cifar10(str(tmp_path), download=False, verify_checksums=False)
+
+
+def test_fake_is_seeded() -> None:
+    first, again = (load_fake(3, 20, 10, 4, 1, 12) for _ in range(2))
+    assert first.image_shape == (1, 12, 12) and first.classes == [f"class_{i}" for i in range(4)]
+    assert torch.equal(first.train.tensors[0], again.train.tensors[0])
+    assert not torch.equal(first.train.tensors[0], load_fake(4, 20, 10, 4, 1, 12).train.tensors[0])
+
+
+def test_image_folder_with_val(data_dir: Path) -> None:
+    splits = load_image_folder(str(data_dir / "hymenoptera_data"), 0, 0.2, image_size=40, crop_size=32)
+    assert splits.classes == ["ants", "bees"]
+    assert (len(splits.train), len(splits.val)) == (24, 12)
+    image, label = splits.val[0]
+    assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 32, 32) and label == 0
+
+
+def test_image_folder_without_val_is_split_by_seed(train_only_folder: Path) -> None:
+    splits = load_image_folder(str(train_only_folder), 7, 0.2, image_size=24, crop_size=None)
+    assert splits.classes == ["cats", "dogs", "fish"] and splits.image_shape == (3, 24, 24)
+    assert (len(splits.train), len(splits.val)) == (24, 6)
+    assert set(splits.train.indices).isdisjoint(splits.val.indices)
+    again = load_image_folder(str(train_only_folder), 7, 0.2, image_size=24, crop_size=None)
+    assert again.val.indices == splits.val.indices
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        (lambda root: None, "no image folder at"),
+        (lambda root: (root / "train").mkdir(), "Couldn't find any class folder"),
+        (lambda root: write_image_folder(root, ("a", "b"), {"train": 1, "val": 0}), "Found no valid file"),
+    ],
+    ids=["absent", "empty-train", "empty-val"],
+)
+def test_image_folder_layout_errors(tmp_path: Path, setup, match: str) -> None:
+    setup(tmp_path)
+    with pytest.raises(UserError, match=match):
+        load_image_folder(str(tmp_path), 0, 0.2, image_size=16, crop_size=None)
+
+
+def test_image_folder_val_classes_must_match(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, ("a", "b"), {"train": 1})
+    write_image_folder(tmp_path, ("a", "c"), {"val": 1})
+    with pytest.raises(UserError, match="make them match"):
+        load_image_folder(str(tmp_path), 0, 0.2, image_size=16, crop_size=None)
+
+
+def test_image_folder_needs_a_size(train_only_folder: Path) -> None:
+    with pytest.raises(UserError, match="dataset.image_size"):
+        load_image_folder(str(train_only_folder), 0, 0.2, image_size=None, crop_size=None)
+
+
+def test_folder_decoder_resizes_shorter_side_then_crops() -> None:
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:, :15] = 255  # the left quarter is cut away by the center crop
+    decoded = folder_decoder(20, 16)(Image.fromarray(pixels))
+    assert decoded.dtype == torch.uint8 and tuple(decoded.shape) == (3, 16, 16)
+    assert decoded[:, :, 0].max() < 128
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_image_is_one_line_naming_it(tmp_path: Path, workers: int) -> None:
+    write_image_folder(tmp_path, ("a", "b"), {"train": 3, "val": 1})
+    broken = tmp_path / "train" / "a" / "broken.png"
+    broken.write_bytes(b"not an image")
+    splits = load_image_folder(str(tmp_path), 0, 0.2, image_size=16, crop_size=None)
+    batches = make_batches(splits.train, 8, False, CPU, 0, workers)
+    with pytest.raises(UserError) as error:
+        list(batches)
+    assert str(broken) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_seeded_split_keeps_at_least_one_val_item() -> None:
+    data = TensorDataset(torch.arange(3))
+    train, val = seeded_split(data, 0.01, 0)
+    assert len(val.indices) == 1 and sorted(train.indices + val.indices) == [0, 1, 2]
+
+
+# --- batches -------------------------------------------------------------------------------------------------------
+
+
+def numbered(n: int) -> TensorDataset:
+    return TensorDataset(torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1), torch.arange(n))
+
+
+def test_train_batches_shuffle_each_epoch_and_drop_the_ragged_end() -> None:
+    batches = TensorBatches(numbered(10), 4, True, CPU, seed=0)
+    assert len(batches) == 2
+    epochs = [torch.cat([labels for _, labels in batches]).tolist() for _ in range(2)]
+    assert all(len(seen) == 8 and len(set(seen)) == 8 for seen in epochs)
+    assert epochs[0] != epochs[1]
+    again = TensorBatches(numbered(10), 4, True, CPU, seed=0)
+    assert torch.cat([labels for _, labels in again]).tolist() == epochs[0]
+
+
+def test_eval_batches_cover_everything_in_order() -> None:
+    batches = TensorBatches(numbered(10), 4, False, CPU, seed=0)
+    assert len(batches) == 3
+    assert torch.cat([labels for _, labels in batches]).tolist() == list(range(10))
+    images, labels = next(iter(batches))
+    assert images.dtype == torch.uint8 and torch.equal(images.view(-1).long(), labels)
+
+
+def test_small_train_set_keeps_its_only_batch() -> None:
+    assert len(TensorBatches(numbered(3), 8, True, CPU, seed=0)) == 1
+
+
+def test_image_folders_go_through_a_loader(data_dir: Path) -> None:
+    splits = load_image_folder(str(data_dir / "hymenoptera_data"), 0, 0.2, image_size=16, crop_size=None)
+    batches = make_batches(splits.train, 10, True, CPU, 0, 0)
+    assert isinstance(batches, LoaderBatches) and len(batches) == 2
+    images, labels = next(iter(batches))
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (10, 3, 16, 16) and labels.shape == (10,)
+
+
+def test_build_data_checks_mean_and_std_per_channel(data_dir: Path) -> None:
+    cfg = DatasetConfig(name="fake", source={"_target_": "sweeplab.data.sources.load_fake", "seed": 0,
+                        "num_train": 8, "num_val": 4, "num_classes": 2, "channels": 3, "size": 8},
+                        mean=[0.5], std=[0.25], num_workers=0)
+    with pytest.raises(UserError, match="one value per channel"):
+        build_data(cfg, CPU, 0)
+    cfg.mean, cfg.std, cfg.eval_batch_size = [0.5] * 3, [0.25] * 3, 3
+    data = build_data(cfg, CPU, 0)
+    assert data.image_shape == (3, 8, 8) and data.classes == ["class_0", "class_1"]
+    assert (len(data.train), len(data.val)) == (1, 2)
+
+
+# --- augmentation --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.randint(0, 256, (64, 3, 12, 10), dtype=torch.uint8)
+
+
+def test_eval_preprocess_is_normalization_only(images: torch.Tensor) -> None:
+    augment = AugmentConfig(random_crop_padding=4, hflip=True, vflip=True)
+    preprocess = BatchPreprocess([0.1, 0.2, 0.3], [0.5, 0.25, 0.125], augment)
+    out = preprocess(images, train=False)
+    mean, std = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1), torch.tensor([0.5, 0.25, 0.125]).view(1, 3, 1, 1)
+    assert out.dtype == torch.float32 and out.shape == images.shape
+    torch.testing.assert_close(out, (images.float() / 255 - mean) / std)
+    assert torch.equal(preprocess(images, train=False), out)
+
+
+@pytest.mark.parametrize(("flag", "dim"), [("hflip", 3), ("vflip", 2)])
+def test_flips_flip_some_images_whole(images: torch.Tensor, flag: str, dim: int) -> None:
+    preprocess = BatchPreprocess([0.0] * 3, [1.0] * 3, AugmentConfig(**{flag: True}))
+    plain = preprocess(images, train=False)
+    out = preprocess(images, train=True)
+    flipped = [torch.equal(o, p.flip(dim - 1)) for o, p in zip(out, plain, strict=True)]
+    kept = [torch.equal(o, p) for o, p in zip(out, plain, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert any(flipped) and any(kept)
+
+
+def test_random_crop_shifts_each_image_within_the_padding(images: torch.Tensor) -> None:
+    padding = 2
+    preprocess = BatchPreprocess([0.0] * 3, [1.0] * 3, AugmentConfig(random_crop_padding=padding))
+    plain = preprocess(images, train=False)
+    out = preprocess(images, train=True)
+    assert out.shape == plain.shape
+    padded = torch.nn.functional.pad(plain, (padding,) * 4)
+    height, width = plain.shape[-2:]
+    offsets = []
+    for o, p in zip(out, padded, strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(2 * padding + 1)
+            for dx in range(2 * padding + 1)
+            if torch.equal(o, p[:, dy : dy + height, dx : dx + width])
+        ]
+        assert matches, "a crop is not a window of the padded image"
+        offsets.append(matches[0])
+    assert len(set(offsets)) > 5, "crops should land at many different offsets"
+
+
+def test_training_without_augmentation_is_normalization(images: torch.Tensor) -> None:
+    preprocess = BatchPreprocess([0.5] * 3, [0.5] * 3, AugmentConfig())
+    assert torch.equal(preprocess(images, train=True), preprocess(images, train=False))
+
+
+def test_channels_last_layout(images: torch.Tensor) -> None:
+    preprocess = BatchPreprocess([0.5] * 3, [0.5] * 3, AugmentConfig(hflip=True), channels_last=True)
+    for train in (True, False):
+        assert preprocess(images, train=train).is_contiguous(memory_format=torch.channels_last)

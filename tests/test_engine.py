@@ -1,0 +1,349 @@
+"""The fit loop and what surrounds it: callbacks, checkpoints, optimizers, schedules, device, console."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import TensorDataset
+
+from data_formats import class_images
+from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
+from sweeplab.checkpoint import BEST, LAST, load_checkpoint, load_state_file, save_checkpoint
+from sweeplab.config import AugmentConfig, ModelConfig
+from sweeplab.console import ProgressBar, print_summary
+from sweeplab.data.augment import BatchPreprocess
+from sweeplab.data.batches import TensorBatches
+from sweeplab.device import autocast, grad_scaler, resolve_device
+from sweeplab.engine import Callback, DivergedError, EpochMetrics, Trainer
+from sweeplab.errors import UserError
+from sweeplab.models import build_model
+from sweeplab.optim import build_optimizer, build_scheduler
+
+CPU = torch.device("cpu")
+CLASSES = 4
+SCHEDULERS = ("none", "step", "cosine", "onecycle")
+
+
+def learnable(n: int, seed: int) -> TensorDataset:
+    """8x8 grayscale images whose class is a bright square's position (see data_formats)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % CLASSES
+    return TensorDataset(torch.from_numpy(class_images(labels, 1, 8, rng)), torch.from_numpy(labels))
+
+
+def make_trainer(epochs: int = 3, lr: float = 1e-2, callbacks: list[Callback] | None = None, **options) -> Trainer:
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.structured(ModelConfig(name="mlp", hidden=[32])), (1, 8, 8), CLASSES)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    train = TensorBatches(learnable(128, 0), 16, True, CPU, seed=0)
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
+        train_batches=train,
+        val_batches=TensorBatches(learnable(64, 1), 32, False, CPU, seed=0),
+        preprocess=BatchPreprocess([0.3], [0.3], AugmentConfig()),
+        device=CPU,
+        epochs=epochs,
+        callbacks=callbacks or [],
+        **options,
+    )
+
+
+def metrics(epoch: int, val_acc: float, val_loss: float = 1.0) -> EpochMetrics:
+    return EpochMetrics(epoch, 1.0, 0.5, val_loss, val_acc, 1e-3, 1.0, 100.0)
+
+
+# --- the loop ------------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_fit_learns() -> None:
+    trainer = make_trainer(epochs=3)
+    _, before = trainer.evaluate(trainer.val_batches)
+    history = trainer.fit()
+    assert [m.epoch for m in history] == [1, 2, 3] and trainer.step == 3 * 8
+    assert before < 0.5 and history[-1].val_acc >= 0.9
+    assert history[-1].train_loss < history[0].train_loss
+    assert all(m.images_per_second > 0 and m.lr == 1e-2 for m in history)
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.steps: list[int] = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.calls.append("start")
+
+    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
+        self.steps.append(trainer.step)
+        assert math.isfinite(loss) and images_per_second > 0
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        self.calls.append(f"epoch {metrics.epoch}")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.calls.append("end")
+
+
+def test_callbacks_see_every_stage_and_every_nth_step() -> None:
+    recorder = Recorder()
+    make_trainer(epochs=2, callbacks=[recorder], log_every_n_steps=3).fit()
+    assert recorder.calls == ["start", "epoch 1", "epoch 2", "end"]
+    assert recorder.steps == [3, 6, 9, 12, 15]
+
+
+def test_early_stopping_stops_when_the_metric_stalls() -> None:
+    tracker = BestTracker("val/acc", "max")
+    trainer = make_trainer(epochs=10, lr=1e-12, callbacks=[tracker, EarlyStopping(tracker, patience=2)])
+    history = trainer.fit()
+    assert len(history) == 3 and tracker.best_epoch == 1
+
+
+def test_early_stopping_waits_while_the_metric_improves() -> None:
+    tracker = BestTracker("val/loss", "min")
+    stopper = EarlyStopping(tracker, patience=2)
+    for epoch, loss in enumerate([3.0, 2.0, 2.5, 1.0, 1.5], start=1):
+        tracker.on_epoch_end(None, metrics(epoch, 0.5, loss))
+        assert not stopper.on_epoch_end(None, metrics(epoch, 0.5, loss))
+    tracker.on_epoch_end(None, metrics(6, 0.5, 1.2))
+    assert stopper.on_epoch_end(None, metrics(6, 0.5, 1.2)) and tracker.best == 1.0
+
+
+def test_nan_loss_raises_diverged_error(tmp_path: Path) -> None:
+    tracker = BestTracker("val/acc", "max")
+    trainer = make_trainer(epochs=2, callbacks=[tracker, Checkpointer(tmp_path, tracker, {})])
+    with torch.no_grad():
+        trainer.model.net[1].weight.fill_(math.nan)
+    with pytest.raises(DivergedError, match="loss became nan.*lower optimizer.lr"):
+        trainer.fit()
+    assert not list(tmp_path.iterdir()), "a diverged epoch must not be checkpointed"
+
+
+def test_gradients_are_clipped() -> None:
+    class GradNorm(Callback):
+        norms: list[float] = []
+
+        def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
+            grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+            self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    watcher = GradNorm()
+    make_trainer(epochs=1, lr=1.0, grad_clip=0.05, log_every_n_steps=1, callbacks=[watcher]).fit()
+    assert len(watcher.norms) == 8 and max(watcher.norms) <= 0.05 + 1e-6
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_cpu(precision: str) -> None:
+    history = make_trainer(epochs=2, precision=precision).fit()
+    assert math.isfinite(history[-1].train_loss) and history[-1].val_acc > 0.5
+
+
+def test_label_smoothing_reaches_the_loss() -> None:
+    assert make_trainer(label_smoothing=0.1).loss_fn.label_smoothing == 0.1
+
+
+def test_compiled_model_checkpoints_plain_keys() -> None:
+    trainer = make_trainer(epochs=1)
+    plain_keys = list(trainer.model.state_dict())
+    trainer.model = torch.compile(trainer.model, backend="eager")
+    trainer.fit()
+    assert list(trainer.state_dict()["model"]) == plain_keys
+
+
+# --- callbacks and checkpoints -------------------------------------------------------------------------------------
+
+
+def test_checkpointer_writes_last_every_epoch_and_best_on_improvement(tmp_path: Path) -> None:
+    trainer = make_trainer(epochs=1)
+    tracker = BestTracker("val/acc", "max")
+    checkpointer = Checkpointer(tmp_path, tracker, {"config": {"seed": 0}, "classes": ["a", "b", "c", "d"]})
+    for epoch, acc in enumerate([0.5, 0.8, 0.6], start=1):
+        trainer.epoch = epoch
+        tracker.on_epoch_end(trainer, metrics(epoch, acc))
+        checkpointer.on_epoch_end(trainer, metrics(epoch, acc))
+    best, last = load_checkpoint(tmp_path / BEST), load_checkpoint(tmp_path / LAST)
+    assert (best["epoch"], best["metrics"]["val/acc"]) == (2, 0.8)
+    assert (last["epoch"], last["metrics"]["val/acc"]) == (3, 0.6)
+    assert best["classes"] == ["a", "b", "c", "d"] and best["config"] == {"seed": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST], "no temporary files left behind"
+
+
+def test_checkpoint_restores_the_model_weights_only(tmp_path: Path) -> None:
+    trainer = make_trainer(epochs=1)
+    trainer.fit()
+    save_checkpoint(trainer.state_dict(), tmp_path / LAST)
+    payload = torch.load(tmp_path / LAST, weights_only=True)
+    fresh = make_trainer(epochs=1)
+    fresh.model.load_state_dict(payload["model"])
+    fresh.optimizer.load_state_dict(payload["optimizer"])
+    assert fresh.evaluate(fresh.val_batches) == trainer.evaluate(trainer.val_batches)
+    assert payload["history"][0]["epoch"] == 1 and payload["step"] == 8
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_schedule_state_survives_weights_only_load(tmp_path: Path, compose_train, scheduler: str) -> None:
+    cfg = compose_train([f"scheduler={scheduler}", "scheduler.warmup_epochs=1"])
+    trainer = make_trainer(epochs=2)
+    trainer.scheduler = build_scheduler(cfg.scheduler, trainer.optimizer, 8, 2)
+    trainer.fit()
+    save_checkpoint(trainer.state_dict(), tmp_path / LAST)
+    assert load_state_file(tmp_path / LAST)["scheduler"] == trainer.scheduler.state_dict()
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / LAST
+    save_checkpoint({"epoch": 1}, path)
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises for a lambda
+        save_checkpoint({"epoch": 2, "bad": lambda: None}, path)
+    assert load_state_file(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [LAST]
+
+
+class NotATensor:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "not a readable checkpoint"),
+        (b"garbage" * 10, "not a readable checkpoint"),
+        ("truncated", "not a readable checkpoint"),
+        ("pickled-object", "not a readable checkpoint"),
+    ],
+)
+def test_unreadable_checkpoints_are_one_line_user_errors(tmp_path: Path, content, match: str) -> None:
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        torch.save({"model": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:500])
+    elif content == "pickled-object":
+        torch.save({"model": NotATensor()}, path)  # weights_only refuses to unpickle arbitrary classes
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=match) as error:
+        load_state_file(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_plain_state_dict_is_not_a_run_checkpoint(tmp_path: Path) -> None:
+    save_checkpoint({"weight": torch.zeros(2)}, tmp_path / "weights.pt")
+    with pytest.raises(UserError, match="not a sweeplab checkpoint"):
+        load_checkpoint(tmp_path / "weights.pt")
+    with pytest.raises(UserError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+# --- optimizers and schedules --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
+def test_optimizers_from_config(compose_train, option: str, kind: type) -> None:
+    cfg = compose_train([f"optimizer={option}", "optimizer.lr=0.05", "optimizer.weight_decay=0.001"])
+    model = torch.nn.Linear(3, 2)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    assert type(optimizer) is kind
+    assert optimizer.param_groups[0]["lr"] == 0.05 and optimizer.param_groups[0]["weight_decay"] == 0.001
+
+
+def test_sgd_nesterov_and_momentum_reach_the_optimizer(compose_train) -> None:
+    cfg = compose_train(["optimizer=sgd", "optimizer.momentum=0.8", "optimizer.nesterov=true"])
+    group = build_optimizer(cfg.optimizer, torch.nn.Linear(3, 2)).param_groups[0]
+    assert group["momentum"] == 0.8 and group["nesterov"] is True
+
+
+def lr_trajectory(compose_train, overrides: list[str], steps_per_epoch: int = 10, epochs: int = 3) -> list[float]:
+    """The learning rate used by each optimizer step of the whole run."""
+    cfg = compose_train(["optimizer=sgd", "optimizer.lr=1.0", *overrides])
+    optimizer = build_optimizer(cfg.optimizer, torch.nn.Linear(1, 1))
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, epochs)
+    lrs = []
+    for _ in range(steps_per_epoch * epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_constant_schedule(compose_train) -> None:
+    assert set(lr_trajectory(compose_train, ["scheduler=none"])) == {1.0}
+
+
+def test_step_schedule_decays_every_step_epochs(compose_train) -> None:
+    lrs = lr_trajectory(compose_train, ["scheduler=step", "scheduler.step_epochs=1", "scheduler.gamma=0.5"])
+    assert lrs[0] == lrs[9] == 1.0 and lrs[10] == lrs[19] == 0.5 and lrs[20] == 0.25
+
+
+def test_cosine_decays_to_min_lr(compose_train) -> None:
+    lrs = lr_trajectory(compose_train, ["scheduler=cosine", "scheduler.min_lr=0.1"])
+    assert lrs[0] == 1.0 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_onecycle_peaks_at_the_configured_lr(compose_train) -> None:
+    lrs = lr_trajectory(compose_train, ["scheduler=onecycle", "scheduler.pct_start=0.3"])
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    assert lrs[peak] == pytest.approx(1.0) and peak == pytest.approx(9, abs=1)
+    assert lrs[0] < 0.1 and lrs[-1] < 1e-3
+
+
+@pytest.mark.parametrize("scheduler", ["none", "cosine", "step"])
+def test_warmup_ramps_linearly_to_the_lr_then_hands_over(compose_train, scheduler: str) -> None:
+    lrs = lr_trajectory(compose_train, [f"scheduler={scheduler}", "scheduler.warmup_epochs=1"])
+    # lr/steps at the first step, lr at the first step after the warm-up (torchvision's reference recipe)
+    assert lrs[:11] == pytest.approx([0.1 + 0.09 * k for k in range(11)])
+    if scheduler == "cosine":
+        assert lrs[-1] < 0.05
+
+
+def test_warmup_longer_than_the_run_still_trains(compose_train) -> None:
+    lrs = lr_trajectory(compose_train, ["scheduler.warmup_epochs=10"], steps_per_epoch=2, epochs=1)
+    assert len(lrs) == 2 and all(lr > 0 for lr in lrs)
+
+
+# --- device and console --------------------------------------------------------------------------------------------
+
+
+def test_cpu_and_auto_resolve() -> None:
+    assert resolve_device("cpu") == CPU
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.parametrize("kind", ["cuda", "mps"])
+def test_absent_accelerator_is_an_error_not_a_fallback(kind: str) -> None:
+    if resolve_device("auto").type == kind:
+        pytest.skip(f"this machine has {kind}")
+    with pytest.raises(UserError, match=f"device={kind} .*no usable {kind}"):
+        resolve_device(kind)
+
+
+def test_full_precision_needs_no_autocast_or_scaler() -> None:
+    with autocast(CPU, "32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(CPU, "bf16"):
+        assert torch.is_autocast_enabled("cpu")
+    assert not grad_scaler(CPU, "fp16").is_enabled()
+
+
+def test_summary_and_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = make_trainer(epochs=2, callbacks=[ProgressBar()], log_every_n_steps=2)
+    history = trainer.fit()
+    print_summary(history, 2, "val/acc", tmp_path)
+    out = capsys.readouterr()
+    assert "2*" in out.out and str(tmp_path) in out.out.replace("\n", "")
+    assert "epoch" in out.err and "16/16" in out.err
