@@ -149,7 +149,7 @@ def tracked_run(cfg: DictConfig, device: str) -> Iterator[TrackedRun | None]:
     try:
         yield run
     except KeyboardInterrupt:
-        run.end("KILLED", "interrupted (KeyboardInterrupt)")
+        run.end("KILLED", "KeyboardInterrupt: interrupted (Ctrl-C)")
         raise
     except BaseException as error:
         run.end("FAILED", _one_line(error))

@@ -1,0 +1,118 @@
+"""Statuses and outages, with real runs and real servers: FAILED with a reason, KILLED on Ctrl-C, an
+unreachable server refused before training, and a server that dies mid-run losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import FAST_RETRIES, REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401
+
+pytestmark = pytest.mark.slow
+QUICK = ("export.onnx=false", "tracking.log_model=false")
+
+
+def runs_of(client: MlflowClient, experiment: str) -> list:
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def test_unreachable_server_is_one_line_before_training(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = train(f"tracking.uri=http://127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: tracking server http://127.0.0.1:") and "unreachable" in lines[-1]
+    assert "Traceback" not in result.stderr and "tracking.enabled=false" in lines[-1]
+    assert not list(tmp_path.rglob("*.pt")) and time.monotonic() - started < 60
+
+
+def test_sweep_with_a_failing_job_ends_failed_with_its_summary(mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
+    """The basic sweeper stops at the failing job and skips on_multirun_end: the parent still ends, with a summary."""
+    result = train("-m", "dataset=digits,imagefolder", f"dataset.path={tmp_path / 'missing'}", "trainer.epochs=1",
+                   f"tracking.uri={mlflow_server.uri}", "tracking.experiment=failing-sweep", *QUICK, cwd=tmp_path)
+    assert result.returncode != 0
+    client = MlflowClient(mlflow_server.uri)
+    runs = runs_of(client, "failing-sweep")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.data.tags["sweep.job"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert children["0"].info.status == "FINISHED"
+    assert children["1"].info.status == "FAILED"
+    assert children["1"].data.tags["sweeplab.failure"].startswith("UserError: no image folder at")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["best_child_run_id"] == children["0"].info.run_id
+    assert parent.data.tags["sweep.failed_jobs"] == "1"
+    summary = client.download_artifacts(parent.info.run_id, "summary/summary.md", str(tmp_path))
+    assert "FAILED" in Path(summary).read_text() and "imagefolder" in Path(summary).read_text()
+
+
+def start_training(uri: str, experiment: str, cwd: Path, *overrides: str) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", f"tracking.uri={uri}",
+               f"tracking.experiment={experiment}", *QUICK, *overrides]
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **FAST_RETRIES})
+
+
+def wait_for_epochs(client: MlflowClient, experiment: str, epochs: int, timeout: float = 120) -> str:
+    """The run id, once its val/acc history has `epochs` points."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in runs_of(client, experiment):
+            if len(client.get_metric_history(run.info.run_id, "val/acc")) >= epochs:
+                return run.info.run_id
+        time.sleep(0.5)
+    raise AssertionError(f"no run of {experiment} reached {epochs} epochs in {timeout} s")
+
+
+def test_ctrl_c_marks_the_run_killed(mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
+    client = MlflowClient(mlflow_server.uri)
+    process = start_training(mlflow_server.uri, "interrupted", tmp_path, "trainer.epochs=200")
+    run_id = wait_for_epochs(client, "interrupted", 1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["sweeplab.failure"].startswith("KeyboardInterrupt")
+
+
+def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "server", free_port())
+    server.folder.mkdir()
+    server.start()
+    client = MlflowClient(server.uri)
+    epochs = 12
+    try:
+        process = start_training(server.uri, "outage", tmp_path, f"trainer.epochs={epochs}")
+        run_id = wait_for_epochs(client, "outage", 2)
+        server.stop()
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        server.stop()
+    assert process.returncode == 0, stderr[-3000:]
+    (pending,) = tmp_path.glob("outputs/*/*/mlflow_pending.json")
+    assert f"python -m sweeplab.tracking.upload {pending}" in stderr
+    kept = json.loads(pending.read_text())
+    assert kept["run_id"] == run_id and kept["status"] == "FINISHED" and kept["metrics"]
+
+    server.start()
+    try:
+        upload = subprocess.run([sys.executable, "-m", "sweeplab.tracking.upload", str(pending)],
+                                capture_output=True, text=True, timeout=120)
+        assert upload.returncode == 0, upload.stderr[-3000:]
+        run = client.get_run(run_id)
+        history = client.get_metric_history(run_id, "val/acc")
+        artifacts = {a.path for a in client.list_artifacts(run_id, "figures")}
+    finally:
+        server.stop()
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+    assert "figures/learning_curves.png" in artifacts
+    assert not pending.exists()
