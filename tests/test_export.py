@@ -60,8 +60,8 @@ def swapped_network(run_dir: Path, model: str, path: Path) -> Path:
     """The run's checkpoint (config, classes, input, data) with a freshly built `model` as its network."""
     payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     payload["config"]["model"] = {**payload["config"]["model"], "name": model, "min_size": 32}
-    network = build_model(OmegaConf.create(payload["config"]["model"]), tuple(payload["input"]["shape"]), 10)
-    payload["model"] = network.state_dict()
+    shape, num_classes = tuple(payload["input"]["shape"]), len(payload["classes"])
+    payload["model"] = build_model(OmegaConf.create(payload["config"]["model"]), shape, num_classes).state_dict()
     save_checkpoint(payload, path)
     return path
 

@@ -4,6 +4,8 @@ and one clear line per bad input while the other images are still classified."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from sweeplab.cli.main import main
 from sweeplab.data import load_splits
 from sweeplab.export import Preprocessing, export_onnx, rebuild_model
 from sweeplab.predict import decoder, read_image
-from test_export import trained_run  # noqa: F401  (the session's trained runs, shared with the export tests)
+from test_export import REPO, RUNS, trained_run  # noqa: F401  (the session's trained runs, shared with the export tests)
 
 # One run per way the data was decoded: one channel in memory, RGB in memory, an image folder.
 DECODINGS = ["mlp", "cnn", "resnet18"]
@@ -200,3 +202,31 @@ def test_a_run_without_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
     assert exit_code.value.code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith(f"error: no checkpoint in {tmp_path / 'run'}")
+
+
+@pytest.mark.slow
+def test_train_cnn_on_cifar10_then_predict_by_run_id_through_both_backends(data_dir: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    """The issue's "done means": a tracked run exports at its end, and both backends name the dog's class alike."""
+    from mlflow import MlflowClient
+
+    uri, run_dir = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run"
+    overrides = [*RUNS["cnn"], "trainer.epochs=1", "trainer.progress=false", "tracking.log_model=false",
+                 f"tracking.uri={uri}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"]
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("sweeplab-cifar10").experiment_id])
+    assert run.data.metrics["onnx/max_abs_diff"] <= 1e-4 and run.data.metrics["onnx/argmax_agreement"] == 1
+    dog = tmp_path / "dog.png"
+    Image.fromarray(noise(np.random.default_rng(1), 150, 200, 3)).save(dog)
+
+    code, by_torch, _ = predict_json(capsys, "--run", run.info.run_id, "--tracking-uri", uri, str(dog))
+    assert code == 0
+    code, by_onnx, _ = predict_json(capsys, "--onnx", str(run_dir / "export" / "model.onnx"), str(dog))
+    assert code == 0
+    assert by_torch[0]["predictions"][0]["class"] == by_onnx[0]["predictions"][0]["class"]
+    assert by_torch[0]["predictions"][0]["class"] in load_checkpoint(run_dir / "checkpoints" / "best.pt")["classes"]
+    np.testing.assert_allclose([p["probability"] for p in by_torch[0]["predictions"]],
+                               [p["probability"] for p in by_onnx[0]["predictions"]], atol=1e-5)
