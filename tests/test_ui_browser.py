@@ -1,0 +1,63 @@
+"""`sweeplab ui` on the default store, opened in a real headless Chromium (Debian's package)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from mlflow_server import free_port, train
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+RUN_NAME = "browser-visible-run"
+
+
+def chromium(url: str, profile: Path, *mode: str) -> str:
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--window-size=1400,900", *mode, url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="run scripts/install-test-deps.sh (Debian's chromium)")
+def test_ui_shows_the_runs_in_a_browser(tmp_path: Path) -> None:
+    result = train("trainer.epochs=1", "export.onnx=false", "tracking.log_model=false", f"tracking.run_name={RUN_NAME}",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("sweeplab-digits")
+    port = free_port()
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "sweeplab"), "ui", "--port", str(port)], cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first_line = ui.stdout.readline()
+        assert first_line.startswith(f"MLflow UI for sqlite:///{tmp_path / 'mlflow.db'} at http://127.0.0.1:{port}")
+        wait_until_healthy(f"http://127.0.0.1:{port}/health")
+        page = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+        screenshot = tmp_path / "ui.png"
+        chromium(page, tmp_path / "profile", f"--screenshot={screenshot}")
+        dom = chromium(page, tmp_path / "profile", "--dump-dom")
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+    assert screenshot.stat().st_size > 10_000
+    assert RUN_NAME in dom and "sweeplab-digits" in dom
+
+
+def wait_until_healthy(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
