@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,7 +152,8 @@ def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
     try:
         val = load_splits(dataset).val
     except (UserError, InstantiationException) as error:
-        reason = error.__cause__ if isinstance(error, InstantiationException) else error  # Hydra wraps the loader's
+        # Hydra's instantiate wraps what the loader raised.
+        reason = error.__cause__ if isinstance(error, InstantiationException) else error
         if not isinstance(reason, UserError):
             raise
         raise UserError(
@@ -183,17 +183,15 @@ def write_onnx(model: nn.Module, shape: list[int], path: Path) -> list[Path]:
 
     sample = torch.zeros(2, *shape)  # batch 2: torch.export specializes sizes 0 and 1
     batch = torch.export.Dim("batch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model,
-            (sample,),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},),
-            verbose=False,
-        )
+    program = torch.onnx.export(
+        model,
+        (sample,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        verbose=False,  # no "[torch.onnx] Translate the graph..." progress lines in training logs
+    )
     weight_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     external = weight_bytes > SINGLE_FILE_LIMIT
     program.save(str(path), external_data=external)
