@@ -222,7 +222,7 @@ def test_train_cnn_on_cifar10_then_predict_by_run_id_through_both_backends(data_
     dog = tmp_path / "dog.png"
     Image.fromarray(noise(np.random.default_rng(1), 150, 200, 3)).save(dog)
 
-    code, by_torch, _ = predict_json(capsys, "--run", run.info.run_id, "--tracking-uri", uri, str(dog))
+    code, by_torch, _ = predict_json(capsys, "--run", run.info.run_id, "--uri", uri, str(dog))
     assert code == 0
     code, by_onnx, _ = predict_json(capsys, "--onnx", str(run_dir / "export" / "model.onnx"), str(dog))
     assert code == 0

@@ -301,7 +301,7 @@ def mlflow_run_checkpoint(run_id: str, tracking_uri: str | None) -> RunTarget:
     try:
         tags = MlflowClient(uri).get_run(run_id).data.tags
     except MlflowException as error:
-        raise UserError(f"no MLflow run {run_id} at {uri} ({error.message}): check the id or --tracking-uri") from None
+        raise UserError(f"no MLflow run {run_id} at {uri} ({error.message}): check the id or --uri") from None
     if RUN_DIR_TAG not in tags:
         raise UserError(f"MLflow run {run_id} has no {RUN_DIR_TAG} tag (not a sweeplab run?): pass its run dir")
     run_dir = Path(tags[RUN_DIR_TAG])

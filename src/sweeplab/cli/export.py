@@ -23,8 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="validation images to verify on (default: %(default)s)")
     parser.add_argument("--random-inputs", action="store_true",
                         help="verify on random images, for machines without the run's data (a weaker check)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default: $MLFLOW_TRACKING_URI "
-                        "or sqlite:///mlflow.db); results are logged back to that run")
+    parser.add_argument("--uri", help="tracking store for a run id (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///./mlflow.db); the results are logged back to that run")
     parser.set_defaults(run=run)
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from sweeplab.console import results_console
     from sweeplab.export import ExportParityError, export_onnx, find_checkpoint, log_to_mlflow
 
-    target = find_checkpoint(args.target, args.tracking_uri)
+    target = find_checkpoint(args.target, args.uri)
     out_dir = args.out or target.run_dir / "export"
     try:
         report = export_onnx(target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs)

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders of images")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown per image (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON (one list, an entry per image) for scripts")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI for --run <run id>")
+    parser.add_argument("--uri", help="tracking store for --run <run id> (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///./mlflow.db)")
     parser.set_defaults(run=run)
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx:
         classifier = onnx_classifier(args.onnx)
     else:
-        classifier = torch_classifier(find_checkpoint(args.run_target, args.tracking_uri).checkpoint)
+        classifier = torch_classifier(find_checkpoint(args.run_target, args.uri).checkpoint)
     predictions = predict(classifier, image_files(args.images), args.top_k)
     for failed in (p for p in predictions if p.error):
         print(f"error: {failed.error}", file=sys.stderr)
