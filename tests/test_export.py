@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from sweeplab.checkpoint import load_checkpoint, save_checkpoint
 from sweeplab.cli.main import main
 from sweeplab.errors import UserError
-from sweeplab.export import ExportParityError, Preprocessing, export_onnx, find_checkpoint, rebuild_model
+from sweeplab.export import ExportParityError, Preprocessing, export_onnx, find_checkpoint, rebase, rebuild_model
 from sweeplab.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,19 +121,30 @@ def test_parity_failure_raises_after_writing_the_files(trained_run, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_missing_data_is_a_user_error_unless_random_inputs(trained_run, tmp_path: Path) -> None:
-    """A checkpoint moved to a machine without its data (and without network) still exports, if asked."""
+def test_data_elsewhere_needs_data_dir_or_random_inputs(trained_run, data_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint moved to a machine where the data is somewhere else, or absent (and no network)."""
     payload = load_checkpoint(trained_run("cnn") / "checkpoints" / "best.pt")
-    payload["config"]["dataset"]["source"]["root"] = str(tmp_path / "no-data-here")
+    elsewhere = str(tmp_path / "cluster-data")
+    payload["config"]["paths"]["data_dir"] = elsewhere
+    payload["config"]["dataset"]["source"]["root"] = elsewhere
     payload["config"]["dataset"]["source"]["download"] = True  # export must never download
     moved = tmp_path / "run" / "checkpoints" / "best.pt"
     save_checkpoint(payload, moved)
 
-    with pytest.raises(UserError, match="cannot verify the export on validation images.*--random-inputs"):
+    with pytest.raises(UserError, match="cannot verify the export on validation images.*--data-dir.*--random-inputs"):
         export_onnx(moved, tmp_path / "export", 1e-4, 8)
-    assert not (tmp_path / "no-data-here" / "cifar-10-batches-py").exists()
+    assert not Path(elsewhere).exists()
+    report = export_onnx(moved, tmp_path / "export", 1e-4, 8, data_dir=data_dir)
+    assert report.metrics["onnx/random_inputs"] == 0.0 and report.metrics["onnx/num_images"] == 8
     report = export_onnx(moved, tmp_path / "export", 1e-4, 8, random_inputs=True)
     assert report.metrics["onnx/random_inputs"] == 1.0 and report.metrics["onnx/max_abs_diff"] <= 1e-4
+
+
+def test_rebase_moves_only_the_paths_under_the_data_dir() -> None:
+    dataset = {"path": "data/ants", "source": {"root": "data", "path": "data/ants", "name": "database", "size": 3}}
+    assert rebase(dataset, "data", "/mnt/d") == {
+        "path": "/mnt/d/ants", "source": {"root": "/mnt/d", "path": "/mnt/d/ants", "name": "database", "size": 3}
+    }
 
 
 @pytest.mark.slow

@@ -135,10 +135,11 @@ def rebuild_model(payload: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
-def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
+def validation_images(payload: dict[str, Any], count: int, data_dir: Path | None = None) -> torch.Tensor:
     """The first `count` validation images (uint8 NCHW) of the run's data, read again from disk.
 
     Never downloads: exporting must not fetch a data set; a missing one is a UserError.
+    `data_dir` replaces the run's paths.data_dir (the data lives elsewhere on this machine).
     """
     import torch
     from hydra.errors import InstantiationException
@@ -146,7 +147,9 @@ def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
 
     from sweeplab.data import load_splits
 
-    dataset = OmegaConf.create(payload["config"]["dataset"])
+    config = payload["config"]
+    dataset = rebase(config["dataset"], config["paths"]["data_dir"], str(data_dir)) if data_dir else config["dataset"]
+    dataset = OmegaConf.create(dataset)
     if "download" in dataset.source:
         dataset.source.download = False
     try:
@@ -158,9 +161,18 @@ def validation_images(payload: dict[str, Any], count: int) -> torch.Tensor:
             raise
         raise UserError(
             f"cannot verify the export on validation images: {reason} "
-            "(or verify on random images instead: `sweeplab export --random-inputs ...`)"
+            "(export with --data-dir DIR where the data is on this machine, or verify on --random-inputs)"
         ) from None
     return torch.stack([val[i][0] for i in range(min(count, len(val)))])
+
+
+def rebase(node: Any, old: str, new: str) -> Any:
+    """The resolved config with every path under `old` moved under `new` (interpolations are gone by now)."""
+    if isinstance(node, dict):
+        return {key: rebase(value, old, new) for key, value in node.items()}
+    if isinstance(node, str) and (node == old or node.startswith(old.rstrip("/") + "/")):
+        return new + node[len(old.rstrip("/")) :]
+    return node
 
 
 def random_images(shape: list[int], count: int) -> torch.Tensor:
@@ -233,10 +245,16 @@ def check_parity(report: ExportReport, tolerance: float) -> None:
 
 
 def export_onnx(
-    checkpoint: Path, out_dir: Path, tolerance: float = 1e-4, num_images: int = 64, random_inputs: bool = False
+    checkpoint: Path,
+    out_dir: Path,
+    tolerance: float = 1e-4,
+    num_images: int = 64,
+    random_inputs: bool = False,
+    data_dir: Path | None = None,
 ) -> ExportReport:
     """Export `checkpoint` to out_dir/model.onnx and verify it on `num_images` validation images.
 
+    The data is read from the run's paths.data_dir, or `data_dir` when it lives elsewhere here;
     random_inputs=True verifies on seeded random images instead, for machines without the data.
     """
     from sweeplab.checkpoint import load_checkpoint
@@ -246,7 +264,10 @@ def export_onnx(
     payload = load_checkpoint(checkpoint)
     model = rebuild_model(payload)
     preprocessing = Preprocessing.from_checkpoint(payload)
-    images = random_images(preprocessing.shape, num_images) if random_inputs else validation_images(payload, num_images)
+    if random_inputs:
+        images = random_images(preprocessing.shape, num_images)
+    else:
+        images = validation_images(payload, num_images, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_file = out_dir / ONNX_FILE
     files = [*write_onnx(model, preprocessing.shape, onnx_file), preprocessing.save(onnx_file)]

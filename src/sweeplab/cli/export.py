@@ -21,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="largest allowed |logit difference| (default: %(default)g)")
     parser.add_argument("--num-images", type=int, default=defaults.num_images,
                         help="validation images to verify on (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="where the run's data is on this machine (default: the run's paths.data_dir)")
     parser.add_argument("--random-inputs", action="store_true",
                         help="verify on random images, for machines without the run's data (a weaker check)")
     parser.add_argument("--uri", help="tracking store for a run id (default: $MLFLOW_TRACKING_URI, else "
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     target = find_checkpoint(args.target, args.uri)
     out_dir = args.out or target.run_dir / "export"
     try:
-        report = export_onnx(target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs)
+        report = export_onnx(
+            target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs, args.data_dir
+        )
     except ExportParityError as error:
         log_to_mlflow(target, error.report)
         raise
