@@ -101,6 +101,11 @@ def load_image_folder(
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
     if not image_size:
         raise UserError("image folders need a common size: set dataset.image_size (and dataset.crop_size)")
+    if crop_size and crop_size > image_size:
+        raise UserError(
+            f"dataset.crop_size={crop_size} is larger than dataset.image_size={image_size}, so every image would be "
+            f"padded with black: set dataset.crop_size to at most {image_size} (null crops to dataset.image_size)"
+        )
     decode = folder_decoder(image_size, crop_size)
 
     def folder(split: str) -> ImageFolder:
