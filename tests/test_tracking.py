@@ -1,0 +1,99 @@
+"""Fast tracking tests on a real sqlite MLflow store: URIs, params, reachability, the sweep summary."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import free_port
+from sweeplab.errors import UserError
+from sweeplab.tracking.metadata import MAX_PARAM_LENGTH, flatten
+from sweeplab.tracking.session import job_name
+from sweeplab.tracking.store import check_reachable, ensure_experiment, experiment_name, resolve_uri
+from sweeplab.tracking.sweep import log_sweep_summary, markdown_table
+from sweeplab.tracking.tags import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
+
+
+def test_default_store_is_an_absolute_sqlite_file_in_the_current_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_uri("sqlite:///runs/x.db") == f"sqlite:///{tmp_path / 'runs' / 'x.db'}"
+    assert resolve_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+
+
+def test_environment_uri_is_honoured_unless_configured(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert resolve_uri(None) == "http://tracking.example:5000"
+    assert resolve_uri("http://other:5000") == "http://other:5000"
+    with pytest.raises(UserError, match="not a URI"):
+        resolve_uri("mlflow.db")
+
+
+def test_experiment_defaults_to_the_dataset() -> None:
+    assert experiment_name(None, "cifar10") == "sweeplab-cifar10"
+    assert experiment_name("mine", "cifar10") == "mine"
+
+
+def test_config_is_flattened_to_dotted_params_within_mlflow_limits() -> None:
+    params = flatten({"optimizer": {"lr": 0.01, "betas": [0.9, 0.99]}, "empty": {}, "long": "x" * 7000})
+    assert params["optimizer.lr"] == "0.01" and params["optimizer.betas"] == "[0.9, 0.99]"
+    assert params["empty"] == "{}"
+    assert len(params["long"]) == MAX_PARAM_LENGTH and params["long"].endswith("...")
+
+
+def test_unreachable_server_is_a_user_error_within_seconds() -> None:
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"tracking server http://127\.0\.0\.1:\d+ is unreachable"):
+        check_reachable(f"http://127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 10
+    check_reachable("sqlite:////nowhere/mlflow.db")  # local stores need no check
+
+
+def test_sweep_jobs_are_named_by_their_swept_values() -> None:
+    overrides = ["trainer.epochs=1", "optimizer.lr=0.01", "model=cnn"]
+    assert job_name(overrides, ["optimizer.lr", "model"]) == "optimizer.lr=0.01 model=cnn"
+    assert job_name(overrides, []) == "trainer.epochs=1 optimizer.lr=0.01 model=cnn"
+
+
+@pytest.fixture
+def sweep_store(tmp_path: Path) -> tuple[MlflowClient, str, dict[str, str]]:
+    """A parent run and three children (one failed) written through MlflowClient, as sweeps write them."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = ensure_experiment(client, "summary")
+    parent = client.create_run(experiment_id, tags={SWEPT_TAG: "optimizer.lr model", OPTIMIZED_TAG: "val/loss"})
+    children = {}
+    for job, (lr, model, loss, status) in enumerate(
+        [("0.1", "mlp", 0.5, "FINISHED"), ("0.01", "cnn", 0.2, "FINISHED"), ("0.001", "mlp", None, "FAILED")]
+    ):
+        overrides = shlex.join(["trainer.epochs=1", f"optimizer.lr={lr}", f"model={model}"])
+        tags = {PARENT_TAG: parent.info.run_id, OVERRIDES_TAG: overrides, "sweep.job": str(job)}
+        run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        if loss is not None:
+            client.log_metric(run_id, "best/val/loss", loss)
+        client.set_terminated(run_id, status)
+        children[lr] = run_id
+    return client, parent.info.run_id, children
+
+
+def test_summary_ranks_jobs_by_the_optimized_metric(sweep_store, tmp_path: Path) -> None:
+    client, parent_id, children = sweep_store
+    log_sweep_summary(client, parent_id)
+    tags = client.get_run(parent_id).data.tags
+    assert tags["best_child_run_id"] == children["0.01"]  # lowest loss wins for a loss metric
+    assert tags["sweep.jobs"] == "3" and tags["sweep.failed_jobs"] == "1"
+    folder = Path(client.download_artifacts(parent_id, "summary", str(tmp_path)))
+    lines = (folder / "summary.md").read_text().splitlines()
+    assert lines[0].startswith("| run_id | job | optimizer.lr | model | status | best/val/loss |")
+    assert [line.split(" | ")[2] for line in lines[2:]] == ["0.01", "0.1", "0.001"]  # failed job last
+    assert (folder / "metric_vs_params.png").stat().st_size > 5_000
+    assert (folder / "summary.csv").read_text().count("\n") == 4
+
+
+def test_markdown_table_formats_numbers_and_gaps() -> None:
+    table = markdown_table([{"a": 0.123456, "b": None, "c": "x"}])
+    assert table.splitlines() == ["| a | b | c |", "|---|---|---|", "| 0.1235 |  | x |"]
