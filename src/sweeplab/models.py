@@ -55,7 +55,10 @@ def cnn(image_shape: tuple[int, int, int], hidden: list[int], num_classes: int) 
     """The classic CIFAR-10 network: 3x[conv5x5 pad2 + ReLU + maxpool2], then dense layers."""
     channels, height, width = image_shape
     if min(height, width) < 8:
-        raise UserError(f"model=cnn halves the image three times and needs at least 8x8 images, got {height}x{width}")
+        raise UserError(
+            f"model=cnn halves the image three times and needs at least 8x8 images, got {height}x{width}: "
+            "upsample them with model.min_size=8"
+        )
     features: list[nn.Module] = []
     for out_channels in (32, 32, 64):
         features += [nn.Conv2d(channels, out_channels, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
@@ -66,11 +69,12 @@ def cnn(image_shape: tuple[int, int, int], hidden: list[int], num_classes: int) 
 
 def build_model(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
     weights_file = local_weights_file(cfg.weights)
+    size = upsampled_size(image_shape[1:], cfg.min_size)
     if cfg.name in OUR_MODELS:
         if cfg.weights and not weights_file:
             raise UserError(f"model={cfg.name} has no torchvision weights: pass model.weights=/path/to/state_dict.pt")
-        net = (mlp if cfg.name == "mlp" else cnn)(image_shape, list(cfg.hidden), num_classes)
         channels = image_shape[0]
+        net = (mlp if cfg.name == "mlp" else cnn)((channels, *size), list(cfg.hidden), num_classes)
     else:
         net = torchvision_classifier(cfg.name, None if weights_file else cfg.weights, num_classes)
         channels = 3
@@ -78,7 +82,6 @@ def build_model(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes
         load_local_weights(net, weights_file)
     if cfg.freeze_backbone:
         freeze_all_but_head(net)
-    size = upsampled_size(image_shape[1:], cfg.min_size)
     model = nn.Sequential(OrderedDict(adapt=AdaptInput(channels, size), net=net))
     check_forward(model, cfg.name, image_shape)
     return model
