@@ -88,7 +88,7 @@ def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -
     server.folder.mkdir()
     server.start()
     client = MlflowClient(server.uri)
-    epochs = 12
+    epochs = 6
     try:
         process = start_training(server.uri, "outage", tmp_path, f"trainer.epochs={epochs}")
         run_id = wait_for_epochs(client, "outage", 2)
@@ -109,10 +109,26 @@ def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -
         assert upload.returncode == 0, upload.stderr[-3000:]
         run = client.get_run(run_id)
         history = client.get_metric_history(run_id, "val/acc")
+        step_losses = client.get_metric_history(run_id, "train/step_loss")  # every trainer.log_every_n_steps=50
         artifacts = {a.path for a in client.list_artifacts(run_id, "figures")}
     finally:
         server.stop()
     assert run.info.status == "FINISHED"
     assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+    assert sorted(m.step for m in step_losses) == [50, 100]  # 6 epochs x 23 steps of 64 digits
     assert "figures/learning_curves.png" in artifacts
     assert not pending.exists()
+
+
+def test_export_parity_failure_marks_the_run_failed_and_keeps_its_files(tmp_path: Path) -> None:
+    """A zero tolerance cannot be met by float32 onnxruntime: the run fails loudly, with everything logged."""
+    result = train("trainer.epochs=1", "tracking.log_model=false", "export.tolerance=0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the ONNX model disagrees with PyTorch")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = runs_of(client, "sweeplab-digits")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["sweeplab.failure"].startswith("ExportParityError: the ONNX model disagrees")
+    assert run.data.metrics["onnx/max_abs_diff"] > 0
+    artifacts = {a.path for folder in ("onnx", "figures") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"onnx/model.onnx", "figures/confusion_matrix.png"} <= artifacts
