@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -53,9 +54,10 @@ class ProgressBar(Callback):
 
 
 def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path) -> None:
-    table = Table(title=f"sweeplab run (best epoch by {metric} marked *)")
+    # A light box and a floor under the lr column: in an 80-column terminal rich otherwise cut 1.00e-03 to 1.00e-…
+    table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY)
     for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds", "img/s"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", min_width=len("1.00e-03") if column == "lr" else None)
     for m in history:
         mark = "*" if m.epoch == best_epoch else ""
         table.add_row(
