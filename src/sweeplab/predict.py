@@ -65,13 +65,15 @@ def onnx_classifier(onnx_file: Path) -> Classifier:
     """An .onnx file exported by sweeplab: its preprocessing file must sit beside it and fit its input."""
     import onnxruntime
     import torch
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+    unloadable = (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NotImplemented)
     if not onnx_file.is_file():
         raise UserError(f"no ONNX file at {onnx_file}: check the path (`sweeplab export <run>` writes <run>/export)")
     preprocessing = Preprocessing.beside(onnx_file)
     try:
         session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own untyped pybind errors for unreadable models
+    except unloadable as error:  # onnxruntime's own exception types, none a subclass of OSError or ValueError
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{onnx_file} is not a readable ONNX model ({first_line}): re-export the run") from None
     check_onnx_signature(session, preprocessing, onnx_file)
