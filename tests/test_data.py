@@ -168,6 +168,11 @@ def test_image_folder_needs_a_size(train_only_folder: Path) -> None:
         load_image_folder(str(train_only_folder), 0, 0.2, image_size=None, crop_size=None)
 
 
+def test_a_crop_larger_than_the_image_is_refused(train_only_folder: Path) -> None:
+    with pytest.raises(UserError, match="dataset.crop_size=64 is larger than dataset.image_size=24"):
+        load_image_folder(str(train_only_folder), 0, 0.2, image_size=24, crop_size=64)
+
+
 def test_folder_decoder_resizes_shorter_side_then_crops() -> None:
     pixels = np.zeros((30, 60, 3), np.uint8)
     pixels[:, :15] = 255  # the left quarter is cut away by the center crop

@@ -346,4 +346,5 @@ def test_summary_and_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[
     print_summary(history, 2, "val/acc", tmp_path)
     out = capsys.readouterr()
     assert "2*" in out.out and str(tmp_path) in out.out.replace("\n", "")
+    assert "1.00e-02" in out.out, "the lr column must not be cut short (80 columns when not a terminal)"
     assert "epoch" in out.err and "16/16" in out.err

@@ -61,8 +61,16 @@ def test_cnn_derives_its_dense_input_from_the_image_size() -> None:
 
 
 def test_cnn_refuses_images_it_cannot_pool() -> None:
-    with pytest.raises(UserError, match="at least 8x8"):
+    with pytest.raises(UserError, match="at least 8x8 images, got 4x4: upsample them with model.min_size=8"):
         build_model(model_cfg("cnn"), (1, 4, 4), 10)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_our_nets_are_built_for_the_upsampled_size(name: str) -> None:
+    model = build_model(model_cfg(name, min_size=16), (1, 4, 4), 10)
+    first_dense = next(m for m in model.net.modules() if isinstance(m, nn.Linear))
+    assert first_dense.in_features == (16 * 16 if name == "mlp" else 64 * 2 * 2)
+    assert logits(model, (1, 4, 4)).shape == (3, 10)
 
 
 def test_grayscale_is_repeated_and_small_images_upsampled_for_torchvision_models() -> None:

@@ -1,0 +1,198 @@
+"""`python train.py ...` run exactly as a user runs it, on small data in the real on-disk formats.
+
+Each run is a subprocess in its own temporary directory with `hydra.run.dir` inside it, tracking
+off (MLflow has its own tests) and downloads pointed at a dead proxy, so nothing here needs or
+uses the network. What a run leaves behind (checkpoints/best.pt and last.pt) is checked by
+loading it the way later tools do: weights-only, then into a freshly built model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from data_formats import CIFAR_CLASSES, write_cifar10
+from sweeplab.checkpoint import BEST, LAST, load_checkpoint
+from sweeplab.config import ModelConfig
+from sweeplab.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "train.py"
+QUIET = ["tracking.enabled=false", "export.onnx=false", "trainer.progress=false"]
+# Hydra's own report of a composition error spans several lines; cli/train.py does not shorten it yet.
+HYDRA_MULTILINE = pytest.mark.xfail(strict=True, reason="cli/train.py prints Hydra's multi-line error report")
+
+
+def offline_env() -> dict[str, str]:
+    """The user's environment, minus the network: downloads fail at once instead of fetching data."""
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    dead_proxy = "http://127.0.0.1:9"
+    env.update(http_proxy=dead_proxy, https_proxy=dead_proxy, HTTP_PROXY=dead_proxy, HTTPS_PROXY=dead_proxy)
+    return env
+
+
+def run_train(cwd: Path, *overrides: str, command: list[str] | None = None, timeout: int = 300):
+    """Run the training entry point in `cwd`, writing the run to cwd/run; return (result, run dir)."""
+    run_dir = cwd / "run"
+    argv = (command or [sys.executable, str(TRAIN)]) + [f"hydra.run.dir={run_dir}", *overrides]
+    result = subprocess.run(argv, cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=timeout)
+    return result, run_dir
+
+
+def trained(cwd: Path, *overrides: str, **options) -> dict:
+    """Run a training that must succeed; return its best checkpoint."""
+    result, run_dir = run_train(cwd, *overrides, **options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(run_dir) in result.stdout.replace("\n", "")
+    assert (run_dir / "checkpoints" / LAST).is_file()
+    return load_checkpoint(run_dir / "checkpoints" / BEST)
+
+
+def assert_rebuilds(checkpoint: dict) -> None:
+    """Later tools rebuild the model from the checkpoint alone: config, input shape, classes."""
+    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), checkpoint["config"]["model"])
+    model = build_model(model_cfg, tuple(checkpoint["input"]["shape"]), len(checkpoint["classes"]))
+    model.load_state_dict(checkpoint["model"])
+    assert all(math.isfinite(value) for value in checkpoint["metrics"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "shape", "classes"),
+    [
+        (["dataset=mnist", "model=mlp"], [1, 28, 28], None),
+        (["dataset=fashion_mnist", "model=cnn", "optimizer=sgd"], [1, 28, 28], None),
+        (["dataset=cifar10", "dataset.source.verify_checksums=false", "model=cnn"], [3, 32, 32], CIFAR_CLASSES),
+        (["dataset=imagefolder", "dataset.path={folder}", "dataset.image_size=24", "dataset.crop_size=20",
+          "dataset.num_workers=0", "model=cnn"], [3, 20, 20], ["cats", "dogs", "fish"]),
+        (["dataset=imagefolder", "dataset.path={data}/hymenoptera_data", "dataset.image_size=32",
+          "dataset.crop_size=32", "model=mlp"], [3, 32, 32], ["ants", "bees"]),
+        (["dataset=hymenoptera", "dataset.image_size=40", "dataset.crop_size=32", "dataset.num_workers=0",
+          "model=mlp", "scheduler=cosine"], [3, 32, 32], ["ants", "bees"]),
+        (["dataset=fake", "model=mlp", "optimizer=adamw"], [3, 32, 32], [f"class_{i}" for i in range(10)]),
+    ],
+    ids=["mnist", "fashion_mnist", "cifar10", "imagefolder-train-only", "imagefolder-with-val", "hymenoptera",
+         "fake"],
+)
+def test_every_dataset_trains_an_epoch(tmp_path, data_dir, train_only_folder, overrides, shape, classes) -> None:
+    overrides = [o.format(data=data_dir, folder=train_only_folder) for o in overrides]
+    checkpoint = trained(tmp_path, f"paths.data_dir={data_dir}", "trainer.epochs=1", *QUIET, *overrides)
+    assert checkpoint["epoch"] == 1 and checkpoint["input"]["shape"] == shape
+    assert len(checkpoint["classes"]) == 10 if classes is None else checkpoint["classes"] == classes
+    assert checkpoint["config"]["paths"]["data_dir"] == str(data_dir)
+    assert_rebuilds(checkpoint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["vgg16", "resnet18"])
+def test_big_torchvision_models_on_cifar_format_data(tmp_path: Path, model: str) -> None:
+    write_cifar10(tmp_path / "data", per_batch=4, test_size=8)  # one tiny epoch: vgg16 is 138M parameters
+    checkpoint = trained(
+        tmp_path, f"paths.data_dir={tmp_path / 'data'}", "dataset=cifar10", "dataset.source.verify_checksums=false",
+        f"model={model}", "trainer.epochs=1", *QUIET,
+    )
+    assert checkpoint["config"]["model"]["name"] == model and checkpoint["classes"] == CIFAR_CLASSES
+    assert_rebuilds(checkpoint)
+
+
+@pytest.mark.slow
+def test_the_default_command_learns_digits(tmp_path: Path) -> None:
+    """`python train.py` with nothing else (tracking aside): the embedded default reaches 95%."""
+    result, run_dir = run_train(tmp_path, "tracking.enabled=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val acc" in result.stdout and str(run_dir) in result.stdout.replace("\n", "")
+    best = load_checkpoint(run_dir / "checkpoints" / BEST)
+    assert best["config"]["dataset"]["name"] == "digits" and best["config"]["model"]["name"] == "mlp"
+    assert best["metrics"]["val/acc"] >= 0.95
+    assert best["metrics"]["val/acc"] == max(epoch["val_acc"] for epoch in best["history"])
+
+
+def history_without_timings(checkpoint: dict) -> list[dict]:
+    timings = ("seconds", "images_per_second")
+    return [{k: v for k, v in epoch.items() if k not in timings} for epoch in checkpoint["history"]]
+
+
+@pytest.mark.slow
+def test_same_seed_and_config_give_identical_runs(tmp_path: Path, data_dir: Path) -> None:
+    """Shuffling, random crops and flips, init: all seeded. CIFAR-10 with augmentation exercises them all."""
+    overrides = [f"paths.data_dir={data_dir}", "dataset=cifar10", "dataset.source.verify_checksums=false",
+                 "model=cnn", "device=cpu", "trainer.epochs=2", "dataset.batch_size=16", *QUIET]
+    runs = []
+    for name in ("first", "again"):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        trained(cwd, *overrides)
+        runs.append(load_checkpoint(cwd / "run" / "checkpoints" / LAST))
+    first, again = runs
+    assert history_without_timings(first) == history_without_timings(again)
+    assert all(torch.equal(first["model"][k], again["model"][k]) for k in first["model"])
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for name in names:
+        assert name in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        pytest.param(["model=nope"], ["model/nope"], marks=HYDRA_MULTILINE, id="unknown-option"),
+        pytest.param(["trainer.epochs=ten"], ["trainer.epochs"], marks=HYDRA_MULTILINE, id="wrong-type"),
+        pytest.param(["trainer.epochz=3"], ["trainer.epochz"], marks=HYDRA_MULTILINE, id="unknown-key"),
+        pytest.param(["model=torchvision"], ["model.name"], marks=HYDRA_MULTILINE, id="missing-value"),
+        pytest.param(["optimizer.lr=0"], ["optimizer.lr"], id="lr-zero"),
+        pytest.param(["dataset.batch_size=0"], ["dataset.batch_size"], id="batch-size"),
+        pytest.param(["dataset=imagefolder", "dataset.path={data}/nowhere"], ["{data}/nowhere"], id="no-folder"),
+        pytest.param(["dataset=mnist", "paths.data_dir={data}/empty"],
+                     ["{data}/empty/MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"], id="no-mnist"),
+        pytest.param(["dataset=cifar10", "paths.data_dir={data}"], ["md5", "verify_checksums=false"],
+                     id="cifar-md5"),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path: Path, data_dir: Path, overrides: list[str], names: list[str]) -> None:
+    overrides = [o.format(data=data_dir) for o in overrides]
+    result, run_dir = run_train(tmp_path, f"paths.data_dir={data_dir}", *QUIET, *overrides, timeout=120)
+    assert_one_line_error(result, *(name.format(data=data_dir) for name in names))
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_absent_accelerator_is_one_line(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has cuda")
+    result, _ = run_train(tmp_path, "device=cuda", *QUIET, timeout=120)
+    assert_one_line_error(result, "device=cuda")
+
+
+def test_help_does_not_import_torch(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-X", "importtime", str(TRAIN), "--help"], cwd=tmp_path,
+                            env=offline_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    groups = dict(re.findall(r"^(dataset|model): (.+)$", result.stdout, flags=re.MULTILINE))
+    for option in ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "hymenoptera", "fake"):
+        assert option in groups["dataset"].split(", ")
+    for option in ("mlp", "cnn", "vgg16", "resnet18", "torchvision"):
+        assert option in groups["model"].split(", ")
+    timings = [line for line in result.stderr.splitlines() if line.startswith("import time")]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in timings]
+    assert "hydra" in imported
+    assert not [name for name in imported if name.split(".")[0] in ("torch", "torchvision", "mlflow")]
+
+
+@pytest.mark.slow
+def test_console_script(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("sweeplab-train")
+    assert script.is_file(), "pip install -e . creates the sweeplab-train console script"
+    checkpoint = trained(tmp_path, "dataset=fake", "model=mlp", "trainer.epochs=1", *QUIET, command=[str(script)])
+    assert checkpoint["config"]["dataset"]["name"] == "fake"
