@@ -142,7 +142,6 @@ def validation_images(payload: dict[str, Any], count: int, data_dir: Path | None
     `data_dir` replaces the run's paths.data_dir (the data lives elsewhere on this machine).
     """
     import torch
-    from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
 
     from sweeplab.data import load_splits
@@ -154,13 +153,9 @@ def validation_images(payload: dict[str, Any], count: int, data_dir: Path | None
         dataset.source.download = False
     try:
         val = load_splits(dataset).val
-    except (UserError, InstantiationException) as error:
-        # Hydra's instantiate wraps what the loader raised.
-        reason = error.__cause__ if isinstance(error, InstantiationException) else error
-        if not isinstance(reason, UserError):
-            raise
+    except UserError as error:
         raise UserError(
-            f"cannot verify the export on validation images: {reason} "
+            f"cannot verify the export on validation images: {error} "
             "(export with --data-dir DIR where the data is on this machine, or verify on --random-inputs)"
         ) from None
     return torch.stack([val[i][0] for i in range(min(count, len(val)))])
