@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sweeplab.checkpoint import BEST, LAST, save_checkpoint
+from sweeplab.checkpoint import BEST, LAST, copy_checkpoint, save_checkpoint
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 
 
@@ -39,7 +39,7 @@ class Checkpointer(Callback):
         payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict()}
         save_checkpoint(payload, self.folder / LAST)
         if self.tracker.best_epoch == metrics.epoch:
-            save_checkpoint(payload, self.folder / BEST)
+            copy_checkpoint(self.folder / LAST, self.folder / BEST)
 
 
 class EarlyStopping(Callback):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,34 @@ BEST = "best.pt"
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
+    _write_atomically(path, lambda temporary: torch.save(payload, temporary))
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` hold `source`'s bytes without serializing them again (vgg16 + Adam is 1.6 GB).
+
+    A hard link where the filesystem has them: saves always rename a new file into place, so
+    a later save of `source` never changes `target`.
+    """
+
+    def link(temporary: Path) -> None:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+    _write_atomically(target, link)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
     try:
-        torch.save(payload, temporary)
+        write(temporary)
         os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)  # only left over when saving failed
+        temporary.unlink(missing_ok=True)  # only left over when writing failed
 
 
 def load_state_file(path: Path) -> dict[str, Any]:
