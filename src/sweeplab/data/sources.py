@@ -95,6 +95,8 @@ def load_image_folder(
     """
     from torchvision.datasets import ImageFolder
 
+    if not path:  # imagefolder.yaml's `path: ???` cannot unset the schema's null default
+        raise UserError("dataset.path is not set: point it at an image folder, e.g. dataset.path=/data/ants_bees")
     root = Path(path).resolve()
     layout = f"expected {root}/train/<class>/<image> (and optionally {root}/val/<class>/<image>)"
     if not (root / "train").is_dir():
