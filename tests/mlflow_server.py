@@ -75,7 +75,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 def train(*overrides: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
           ) -> subprocess.CompletedProcess:
-    """`python train.py ...` as a user runs it: its own process, quick settings, no progress bar."""
+    """`python train.py ...` as a user runs it: its own process, no progress bar, no inherited tracking URI."""
     command = [sys.executable, str(REPO / "train.py"), *overrides, "trainer.progress=false"]
+    clean = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}  # the default store
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**clean, **(env or {})})

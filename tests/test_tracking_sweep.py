@@ -79,11 +79,12 @@ def test_children_carry_artifacts_and_a_model(sweep: dict) -> None:
     assert {m.source_run_id for m in models} == {c.info.run_id for c in sweep["children"]}
 
 
-def test_logged_model_loads_with_a_dynamic_batch(sweep: dict) -> None:
+def test_logged_model_loads_with_a_dynamic_batch(sweep: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
     import torch
 
     child = sweep["children"][0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep["uri"])  # restored after the test (set_tracking_uri sets it too)
     mlflow.set_tracking_uri(sweep["uri"])
     model_id = next(m.model_id for m in sweep["client"].search_logged_models([sweep["experiment"].experiment_id])
                     if m.source_run_id == child.info.run_id)
