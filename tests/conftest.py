@@ -12,8 +12,6 @@ from data_formats import write_cifar10, write_image_folder, write_mnist
 from sweeplab.cli.train import config_dir
 from sweeplab.config import register_configs
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: trains real models in subprocesses (deselect with -m 'not slow')")

@@ -163,6 +163,11 @@ def test_image_folder_val_classes_must_match(tmp_path: Path) -> None:
         load_image_folder(str(tmp_path), 0, 0.2, image_size=16, crop_size=None)
 
 
+def test_image_folder_needs_a_path() -> None:
+    with pytest.raises(UserError, match="dataset.path is not set"):
+        load_image_folder(None, 0, 0.2, image_size=16, crop_size=None)
+
+
 def test_image_folder_needs_a_size(train_only_folder: Path) -> None:
     with pytest.raises(UserError, match="dataset.image_size"):
         load_image_folder(str(train_only_folder), 0, 0.2, image_size=None, crop_size=None)
