@@ -54,7 +54,6 @@ def test_dataset_keys_flow_into_source(compose_train) -> None:
     assert cfg.dataset.source.root == "/d"
 
 
-@pytest.mark.xfail(strict=True, reason="conf/dataset/imagefolder.yaml pins crop_size: 64, above a smaller image_size")
 def test_image_size_alone_sets_the_image_folder_size(compose_train) -> None:
     """`dataset=imagefolder dataset.image_size=32` must not crop (pad) to a fixed larger size."""
     cfg = compose_train(["dataset=imagefolder", "dataset.path=/x", "dataset.image_size=32"])

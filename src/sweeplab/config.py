@@ -224,7 +224,12 @@ def metric_mode(metric: str) -> str:
 
 
 def check_ranges(cfg: DictConfig) -> None:
-    """Fail before any compute on values that are well typed but meaningless."""
+    """Fail before any compute on required keys left unset and well-typed but meaningless values."""
+    # paths holds Hydra's run-time interpolations, which resolve only inside a Hydra run.
+    groups = [key for key in cfg if key != "paths" and OmegaConf.is_config(cfg[key])]
+    missing = sorted(key for group in groups for key in OmegaConf.missing_keys(cfg[group]))
+    if missing:
+        raise UserError(f"{missing[0]} is required but not set: pass it, e.g. `{missing[0]}=...`")
     rules = [
         ("optimizer.lr", cfg.optimizer.lr > 0, "must be > 0"),
         ("dataset.batch_size", cfg.dataset.batch_size >= 1, "must be >= 1"),
@@ -235,9 +240,14 @@ def check_ranges(cfg: DictConfig) -> None:
         ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
         ("device.type", cfg.device.type in DEVICE_TYPES, f"must be one of {DEVICE_TYPES}"),
         ("optimized_metric", cfg.optimized_metric in METRICS, f"must be one of {METRICS}"),
+        ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps >= 1, "must be >= 1"),
+        ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
+        ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
+    if cfg.trainer.early_stopping_patience is not None:
+        rules.append(("trainer.early_stopping_patience", cfg.trainer.early_stopping_patience >= 1, "must be >= 1"))
     if cfg.trainer.grad_clip is not None:
         rules.append(("trainer.grad_clip", cfg.trainer.grad_clip > 0, "must be > 0 (or null)"))
     for key, ok, requirement in rules:
