@@ -27,7 +27,7 @@ def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
     result = train(
         "-m", "optimizer.lr=1e-2,1e-3", "model=mlp,cnn", "trainer.epochs=1", f"tracking.uri={mlflow_server.uri}",
         f"tracking.experiment={EXPERIMENT}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "tracking.tensorboard=true", "export.onnx=false", cwd=cwd,
+        "tracking.tensorboard=true", "export.onnx=false", "tracking.register_model=digits-sweep", cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(mlflow_server.uri)
@@ -77,6 +77,8 @@ def test_children_carry_artifacts_and_a_model(sweep: dict) -> None:
         assert expected in paths, paths
     models = client.search_logged_models([sweep["experiment"].experiment_id])
     assert {m.source_run_id for m in models} == {c.info.run_id for c in sweep["children"]}
+    versions = client.search_model_versions("name = 'digits-sweep'")
+    assert {v.run_id for v in versions} == {c.info.run_id for c in sweep["children"]}
 
 
 def test_logged_model_loads_with_a_dynamic_batch(sweep: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +38,7 @@ def test_ui_shows_the_runs_in_a_browser(tmp_path: Path) -> None:
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("sweeplab-digits")
     port = free_port()
     ui = subprocess.Popen([str(Path(sys.executable).parent / "sweeplab"), "ui", "--port", str(port)], cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         first_line = ui.stdout.readline()
         assert first_line.startswith(f"MLflow UI for sqlite:///{tmp_path / 'mlflow.db'} at http://127.0.0.1:{port}")
@@ -46,7 +48,7 @@ def test_ui_shows_the_runs_in_a_browser(tmp_path: Path) -> None:
         chromium(page, tmp_path / "profile", f"--screenshot={screenshot}")
         dom = chromium(page, tmp_path / "profile", "--dump-dom")
     finally:
-        ui.terminate()
+        os.killpg(ui.pid, signal.SIGTERM)  # the UI and its uvicorn workers: their own session, started above
         ui.wait(timeout=30)
     assert screenshot.stat().st_size > 10_000
     assert RUN_NAME in dom and "sweeplab-digits" in dom

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
-import subprocess
 import sys
 
 from sweeplab.errors import UserError
@@ -33,7 +33,5 @@ def run(args: argparse.Namespace) -> int:
         if probe.connect_ex(("127.0.0.1", args.port)) == 0:
             raise UserError(f"port {args.port} on 127.0.0.1 is in use: pass another, e.g. `sweeplab ui --port 5001`")
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.run(ui_command(uri, args.port)).returncode
-    except KeyboardInterrupt:
-        return 0
+    command = ui_command(uri, args.port)
+    os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly

@@ -72,7 +72,8 @@ class TrackedRun:
 
         pt2 needs no pickled code to load, and an example batch larger than one keeps the batch
         dimension dynamic (a batch of one would freeze it). Models that torch.export cannot trace
-        are recorded as a tag, not a failed run: the checkpoint artifact still holds the weights.
+        are recorded as a tag, not a failed run: the checkpoint artifact still holds the weights
+        (the model is not kept for a later upload: it is rebuilt from that checkpoint).
         """
         if not self.online:
             return
@@ -80,9 +81,10 @@ class TrackedRun:
         import torch
         from mlflow.models import infer_signature
 
-        output = model(example).detach().cpu().numpy()
-        mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)  # LoggedModel home
+        with torch.no_grad():
+            output = model(example).cpu().numpy()
         try:
+            mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)  # model's home
             mlflow.pytorch.log_model(
                 model, name="model", input_example=example.cpu().numpy(),
                 signature=infer_signature(example.cpu().numpy(), output), serialization_format="pt2",
@@ -90,10 +92,9 @@ class TrackedRun:
                 # Stated, not inferred: inference re-imports the model in a subprocess (~10 s a run).
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
-        except delivery_errors():
-            self.online = False
-        except Exception as error:  # torch.export raises many types for untraceable models
-            self.client.set_tag(self.run_id, "sweeplab.model_logging_error", _one_line(error))
+        except Exception as error:  # torch.export raises many types for untraceable models; or the server left
+            if self.check_online():
+                self.client.set_tag(self.run_id, "sweeplab.model_logging_error", _one_line(error))
 
     def check_online(self) -> bool:
         """Re-test a remote server before the uploads at the end of a run (a dead one costs minutes of retries)."""
