@@ -55,10 +55,10 @@ class MlflowServer:
                 time.sleep(0.5)
         raise RuntimeError(f"mlflow server did not answer on {self.uri} within {timeout} s")
 
-    def stop(self) -> None:
-        """Stop the server and its gunicorn/uvicorn workers (its own process group, started above)."""
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the server and its uvicorn workers (its own process group, started above); SIGKILL: a crash."""
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, how)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:

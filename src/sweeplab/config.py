@@ -149,6 +149,8 @@ class TrackingConfig:
     experiment: str | None = None
     # null: MLflow's generated name; sweep jobs are named by their overrides.
     run_name: str | None = None
+    # Metrics are buffered and sent (asynchronously) at most this often; live curves lag by that much.
+    flush_seconds: float = 5.0
     # Log the best model with mlflow.pytorch.log_model (pt2 format).
     log_model: bool = True
     # Register the logged model under this name in the MLflow model registry.

@@ -21,16 +21,23 @@ def epoch_metric_values(metrics: EpochMetrics) -> dict[str, float]:
 
 
 class MetricLogger(Callback):
-    """Queues metrics on MLflow's asynchronous logger; training never waits for the server.
+    """Buffers metrics and hands them to MLflow's asynchronous logger every `flush_seconds`.
 
     The loop calls on_step_end every trainer.log_every_n_steps steps (train/step_loss, throughput)
-    and on_epoch_end once an epoch. Each queued batch is kept with its operation handle, so
-    `undelivered()` can name exactly what a server outage swallowed.
+    and on_epoch_end once an epoch: appending to a list is all it costs the loop. Each batch is
+    kept with its operation handle, so `undelivered()` can name exactly what an outage swallowed.
+    Few large batches matter on small machines: every batch is a database transaction in a
+    thread that competes with training for the same cores.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float):
         self.client = client
         self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self.buffer: list[Metric] = []
+        self.flushed_at = time.monotonic()
         self.sent: list[tuple[RunOperations, list[Metric]]] = []
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
@@ -39,17 +46,30 @@ class MetricLogger(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.log(epoch_metric_values(metrics), metrics.epoch)
 
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.flush()
+
     def log(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
+        if len(self.buffer) + len(values) > self.MAX_BATCH:
+            self.flush()
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in values.items()]
-        self.sent.append((self.client.log_batch(self.run_id, metrics=batch, synchronous=False), batch))
+        self.buffer += [Metric(key, float(value), now, step) for key, value in values.items()]
+        if time.monotonic() - self.flushed_at >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            batch, self.buffer = self.buffer, []
+            self.sent.append((self.client.log_batch(self.run_id, metrics=batch, synchronous=False), batch))
+        self.flushed_at = time.monotonic()
 
     def undelivered(self) -> list[Metric]:
-        """Wait for every queued batch; return the metrics of those that failed."""
+        """Send what is buffered, wait for every batch; return the metrics of those that failed."""
         from sweeplab.tracking.store import delivery_errors
 
+        self.flush()
         lost: list[Metric] = []
         for operation, batch in self.sent:
             try:

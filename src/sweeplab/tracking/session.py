@@ -187,7 +187,7 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
     log_params(client, run_id, OmegaConf.to_container(cfg, resolve=True))
-    tracked = TrackedRun(client, run_id, run_dir, MetricLogger(client, run_id))
+    tracked = TrackedRun(client, run_id, run_dir, MetricLogger(client, run_id, cfg.tracking.flush_seconds))
     if (run_dir / ".hydra").is_dir():
         tracked.log_artifact(run_dir / ".hydra", ".hydra")
     return tracked
