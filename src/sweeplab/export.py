@@ -10,6 +10,7 @@ and ExportParityError says by how much.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -188,6 +189,9 @@ def write_onnx(model: nn.Module, shape: list[int], path: Path) -> list[Path]:
     import onnx
     import torch
 
+    # Their per-pass INFO lines would flood Hydra's INFO-level job log.
+    for chatty in ("onnxscript", "onnx_ir"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     sample = torch.zeros(2, *shape)  # batch 2: torch.export specializes sizes 0 and 1
     batch = torch.export.Dim("batch")
     program = torch.onnx.export(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from sweeplab.errors import exit_on_user_error
 
@@ -26,3 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,10 +6,15 @@ so `--help` and config errors come back fast.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config import register_configs
 from sweeplab.errors import exit_on_user_error
@@ -29,7 +34,37 @@ register_configs()
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 @exit_on_user_error
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
     from sweeplab.run import train
 
     return train(cfg)
+
+
+def main() -> None:
+    """Run Hydra, reporting its config errors (bad option, type or key) as one line and exit 2.
+
+    HYDRA_FULL_ERROR=1 makes Hydra raise instead of printing its multi-line report; a user who
+    sets it themselves gets Hydra's full traceback, as Hydra documents.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        run()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        run()
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of Hydra's message and of its cause, plus the options it lists, if any."""
+    text = str(error).strip()
+    parts = [text.splitlines()[0]]
+    if error.__cause__ is not None and str(error.__cause__).strip():
+        parts.append(str(error.__cause__).strip().splitlines()[0])
+    listed = re.search(r"Available options in '[^']*':\n(.*?)(?:\nConfig search path|\Z)", text, re.S)
+    if listed:
+        options = [o.strip() for o in listed.group(1).splitlines() if o.strip() and not o.strip().startswith("base_")]
+        parts.append(f"choose one of {', '.join(options)}")
+    return ": ".join(parts)
