@@ -27,8 +27,6 @@ from sweeplab.models import build_model
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "train.py"
 QUIET = ["tracking.enabled=false", "export.onnx=false", "trainer.progress=false"]
-# Hydra's own report of a composition error spans several lines; cli/train.py does not shorten it yet.
-HYDRA_MULTILINE = pytest.mark.xfail(strict=True, reason="cli/train.py prints Hydra's multi-line error report")
 
 
 def offline_env() -> dict[str, str]:
@@ -148,9 +146,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> N
 @pytest.mark.parametrize(
     ("overrides", "names"),
     [
-        pytest.param(["model=nope"], ["model/nope"], marks=HYDRA_MULTILINE, id="unknown-option"),
-        pytest.param(["trainer.epochs=ten"], ["trainer.epochs"], marks=HYDRA_MULTILINE, id="wrong-type"),
-        pytest.param(["trainer.epochz=3"], ["trainer.epochz"], marks=HYDRA_MULTILINE, id="unknown-key"),
+        pytest.param(["model=nope"], ["model/nope"], id="unknown-option"),
+        pytest.param(["trainer.epochs=ten"], ["trainer.epochs"], id="wrong-type"),
+        pytest.param(["trainer.epochz=3"], ["trainer.epochz"], id="unknown-key"),
         pytest.param(["model=torchvision"], ["model.name"], id="missing-value"),
         pytest.param(["optimizer.lr=0"], ["optimizer.lr"], id="lr-zero"),
         pytest.param(["dataset.batch_size=0"], ["dataset.batch_size"], id="batch-size"),

@@ -52,8 +52,10 @@ def print_table(predictions, source: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"predictions of {source}")
-    for column in ("image", "class", "probability"):
-        table.add_column(column, justify="right" if column == "probability" else "left")
+    # Paths are what the user looks for: never cut them to fit a narrow terminal.
+    table.add_column("image", no_wrap=True, min_width=max((len(p.image) for p in predictions), default=5))
+    table.add_column("class")
+    table.add_column("probability", justify="right")
     for prediction in (p for p in predictions if not p.error):
         for rank, (name, probability) in enumerate(zip(prediction.classes, prediction.probabilities, strict=True)):
             table.add_row(prediction.image if rank == 0 else "", name, f"{probability:.2%}",
