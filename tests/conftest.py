@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from data_formats import write_cifar10, write_image_folder, write_mnist
 from sweeplab.cli.train import config_dir
 from sweeplab.config import register_configs
+from trained_runs import train_run
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,3 +45,11 @@ def compose_train():
             return compose(config_name="train", overrides=overrides or [])
 
     return compose_with
+
+
+@pytest.fixture
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """`trained_run("cnn")` -> the run dir of a one-epoch run, trained once per session."""
+    root = tmp_path_factory.getbasetemp() / "trained_runs"
+    root.mkdir(exist_ok=True)
+    return lambda name: train_run(root, data_dir, name)

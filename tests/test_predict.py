@@ -21,7 +21,7 @@ from sweeplab.cli.main import main
 from sweeplab.data import load_splits
 from sweeplab.export import Preprocessing, export_onnx, rebuild_model
 from sweeplab.predict import decoder, read_image
-from test_export import REPO, RUNS, trained_run  # noqa: F401  (the session's trained runs, shared with the export tests)
+from trained_runs import REPO, RUNS
 
 # One run per way the data was decoded: one channel in memory, RGB in memory, an image folder.
 DECODINGS = ["mlp", "cnn", "resnet18"]
@@ -52,7 +52,7 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def exported(trained_run, tmp_path: Path):  # noqa: F811
+def exported(trained_run, tmp_path: Path):
     """`exported("cnn")` -> (run dir, its model.onnx)."""
 
     def export(name: str) -> tuple[Path, Path]:
@@ -93,7 +93,7 @@ def test_pytorch_and_onnx_agree_on_odd_pictures(name: str, exported, pictures: l
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", DECODINGS)
-def test_pictures_are_decoded_exactly_like_the_data(name: str, trained_run, tmp_path: Path) -> None:  # noqa: F811
+def test_pictures_are_decoded_exactly_like_the_data(name: str, trained_run, tmp_path: Path) -> None:
     """A validation image saved as a file comes back as the same uint8 tensor the model was evaluated on."""
     payload = load_checkpoint(trained_run(name) / "checkpoints" / "best.pt")
     preprocessing = Preprocessing.from_checkpoint(payload)
@@ -109,7 +109,7 @@ def test_pictures_are_decoded_exactly_like_the_data(name: str, trained_run, tmp_
 
 
 @pytest.mark.slow
-def test_probabilities_are_the_models_on_evaluation_inputs(trained_run, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_probabilities_are_the_models_on_evaluation_inputs(trained_run, tmp_path: Path, capsys) -> None:
     run_dir = trained_run("cnn")
     payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     images = load_splits(OmegaConf.create(payload["config"]["dataset"])).val.tensors[0][:4]

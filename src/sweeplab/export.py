@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.errors import UserError
+from sweeplab.tracking.tags import RUN_DIR_TAG
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +32,6 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 # One protobuf file holds at most 2 GiB; bigger models keep their weights in a .data file beside it.
 SINGLE_FILE_LIMIT = 2**31 - 2**26
-RUN_DIR_TAG = "hydra.output_dir"  # set by sweeplab.tracking.session on every tracked run
 
 
 @dataclass

@@ -37,6 +37,7 @@ from sweeplab.tracking.tags import (
     OVERRIDES_TAG,
     PARENT_RUN_ENV,
     PARENT_TAG,
+    RUN_DIR_TAG,
     SWEPT_TAG,
 )
 
@@ -181,7 +182,7 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
         **git_state(Path(__file__).parent),  # the code that ran, not the dir it ran from
         OVERRIDES_TAG: shlex.join(job.get("overrides", [])),
         OPTIMIZED_TAG: cfg.optimized_metric,
-        "hydra.output_dir": str(run_dir.resolve()),
+        RUN_DIR_TAG: str(run_dir.resolve()),
         **({PARENT_TAG: parent_id, "sweep.job": str(job["num"]), "sweep.dir": job["sweep_dir"]} if parent_id else {}),
     }
     run = client.create_run(experiment_id, run_name=name, tags=tags)

@@ -6,3 +6,4 @@ OVERRIDES_TAG = "sweeplab.overrides"  # the job's Hydra overrides, shell-quoted:
 OPTIMIZED_TAG = "sweeplab.optimized_metric"
 PARENT_TAG = "mlflow.parentRunId"
 SWEPT_TAG = "sweep.params"  # swept keys, shell-quoted, on a sweep's parent run
+RUN_DIR_TAG = "hydra.output_dir"  # where the run wrote its checkpoints: how export/predict find them
