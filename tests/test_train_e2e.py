@@ -195,3 +195,16 @@ def test_console_script(tmp_path: Path) -> None:
     assert script.is_file(), "pip install -e . creates the sweeplab-train console script"
     checkpoint = trained(tmp_path, "dataset=fake", "model=mlp", "trainer.epochs=1", *QUIET, command=[str(script)])
     assert checkpoint["config"]["dataset"]["name"] == "fake"
+
+
+def test_a_user_error_in_one_sweep_job_leaves_the_others_running(tmp_path: Path) -> None:
+    """Job 0 lacks model.name; job 1 still trains, and the sweep ends with the error and exit 2."""
+    sweep_dir = tmp_path / "sweep"
+    argv = [sys.executable, str(TRAIN), "-m", "model=torchvision,mlp", f"hydra.sweep.dir={sweep_dir}", *QUIET,
+            "trainer.epochs=1"]
+    result = subprocess.run(argv, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: model.name is required")
+    assert (sweep_dir / "1" / "checkpoints" / BEST).is_file()
+    assert not (sweep_dir / "0" / "checkpoints").exists()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import hydra
@@ -17,7 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config import register_configs
-from sweeplab.errors import exit_on_user_error
+from sweeplab.errors import UserError, exit_on_user_error
 
 
 def config_dir() -> str:
@@ -33,18 +32,25 @@ register_configs()
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-@exit_on_user_error
 def run(cfg: DictConfig) -> float:
+    """One job. A multirun job's UserError propagates, so Hydra still runs the batch's other jobs
+    (and names the failed one); a single run exits at once with the one line."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from sweeplab.run import train
 
+    if HydraConfig.get().mode == RunMode.RUN:
+        return exit_on_user_error(train)(cfg)
     return train(cfg)
 
 
+@exit_on_user_error
 def main() -> None:
-    """Run Hydra, reporting its config errors (bad option, type or key) as one line and exit 2.
+    """Run Hydra; user errors, Hydra's config errors (bad option, type or key) included, end as one line.
 
     HYDRA_FULL_ERROR=1 makes Hydra raise instead of printing its multi-line report; a user who
-    sets it themselves gets Hydra's full traceback, as Hydra documents.
+    sets it themselves gets Hydra's full traceback.
     """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         run()
@@ -53,8 +59,7 @@ def main() -> None:
     try:
         run()
     except (HydraException, OmegaConfBaseException) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(one_line(error)) from None
 
 
 def one_line(error: BaseException) -> str:
