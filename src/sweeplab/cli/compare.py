@@ -128,11 +128,14 @@ def print_table(rows: list[dict[str, Any]], uri: str) -> None:
     table = Table(title=f"{len(rows)} runs in {uri} (best first)", caption="`--command RUN` reproduces a run")
     columns = [column for column in rows[0] if column != "name"]  # a sweep job's name repeats its params
     for column in columns:
-        wrap = column not in ("run_id", "status")
-        table.add_column("run" if column == "run_id" else column, overflow="fold", no_wrap=not wrap)
+        table.add_column("run" if column == "run_id" else column, no_wrap=True)
     for row in rows:
         table.add_row(row["run_id"][:SHORT_ID], *(_cell(row[column]) for column in columns[1:]))
-    Console().print(table)
+    # Never squeeze numbers and names into wrapped fragments: let a wide table be wide.
+    console = Console()
+    unbounded = console.options.update(max_width=100_000)
+    console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+    console.print(table)
 
 
 def _cell(value: Any) -> str:
