@@ -66,3 +66,8 @@ def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run
         )
     results_console.print(table)
     results_console.print(f"Run written to [bold]{run_dir}[/bold] (checkpoints in {run_dir / 'checkpoints'})")
+
+
+def print_tracking_location(run_id: str, uri: str) -> None:
+    results_console.print(f"MLflow run [bold]{run_id}[/bold] in {uri}: browse it with `sweeplab ui`, "
+                          f"or `mlflow ui --backend-store-uri {uri}`")

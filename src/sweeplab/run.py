@@ -17,7 +17,7 @@ from torch import nn
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.checkpoint import BEST, load_checkpoint
 from sweeplab.config import ExportConfig, check_ranges, metric_mode
-from sweeplab.console import ProgressBar, print_summary
+from sweeplab.console import ProgressBar, print_summary, print_tracking_location
 from sweeplab.data import Data, build_data
 from sweeplab.device import resolve_device
 from sweeplab.engine import Callback, EpochMetrics, Trainer
@@ -52,6 +52,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> flo
         print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir)
         if tracking:
             record_results(cfg, tracking, model, data, history, tracker, run_dir)
+            print_tracking_location(tracking.run_id, tracking.client.tracking_uri)
         if cfg.export.onnx:
             export_best(cfg.export, run_dir, tracking)
     return tracker.best
