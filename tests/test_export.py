@@ -117,15 +117,6 @@ def test_rebase_moves_only_the_paths_under_the_data_dir() -> None:
     }
 
 
-@pytest.mark.slow
-def test_checkpoint_of_a_compiled_model_exports(trained_run, tmp_path: Path) -> None:
-    """trainer.compile=true saves the state of torch.compile's wrapper: keys start with _orig_mod."""
-    payload = load_checkpoint(trained_run("mlp") / "checkpoints" / "best.pt")
-    payload["model"] = {f"_orig_mod.{key}": value for key, value in payload["model"].items()}
-    save_checkpoint(payload, tmp_path / "best.pt")
-    assert export_onnx(tmp_path / "best.pt", tmp_path / "export", 1e-4, 8).metrics["onnx/argmax_agreement"] == 1
-
-
 def test_targets_that_hold_no_checkpoint_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "empty_run" / ".hydra").mkdir(parents=True)
     with pytest.raises(UserError, match="no checkpoint in .*empty_run: expected .*checkpoints/best.pt"):

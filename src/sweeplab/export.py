@@ -120,9 +120,8 @@ def preprocessing_file(onnx_file: Path) -> Path:
 
 
 def rebuild_model(payload: dict[str, Any]) -> nn.Module:
-    """The checkpoint's model on the CPU in eval mode, whatever device or torch.compile trained it."""
+    """The checkpoint's model on the CPU in eval mode, whatever device trained it."""
     from omegaconf import OmegaConf
-    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
     from sweeplab.models import build_model
 
@@ -130,9 +129,7 @@ def rebuild_model(payload: dict[str, Any]) -> nn.Module:
     model_cfg = OmegaConf.create({**payload["config"]["model"], "weights": None})
     shape = tuple(int(n) for n in payload["input"]["shape"])
     model = build_model(model_cfg, shape, len(payload["classes"]))  # type: ignore[arg-type]
-    state = dict(payload["model"])
-    consume_prefix_in_state_dict_if_present(state, "_orig_mod.")
-    model.load_state_dict(state)
+    model.load_state_dict(payload["model"])
     return model.eval()
 
 

@@ -110,9 +110,7 @@ def record_results(
     tracking.metrics.log({best_metric_key(cfg.optimized_metric): tracker.best}, tracker.best_epoch)
     tracking.check_online()
     checkpoint = run_dir / "checkpoints" / BEST
-    state = load_checkpoint(checkpoint)["model"]
-    nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "_orig_mod.")  # saved from torch.compile
-    model.load_state_dict(state)
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
     images, labels, predictions = validation_predictions(model, data)
     folder = run_dir / "figures"
     figures.learning_curves(history, folder / "learning_curves.png")
