@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -60,7 +60,7 @@ def load_state_file(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"{path} is not a readable checkpoint ({reason}): re-create it or pick another file") from None
 
 

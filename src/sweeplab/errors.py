@@ -14,6 +14,12 @@ class UserError(Exception):
     """Something the user can fix (a bad value, a missing file); the message says how."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none), to quote in one line."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def exit_on_user_error(func: F) -> F:
     """Turn a UserError into one line on stderr and exit code 2; bugs keep their traceback."""
 

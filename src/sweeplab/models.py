@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweeplab.config import ModelConfig
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 
 OUR_MODELS = ("mlp", "cnn")
 
@@ -192,9 +192,9 @@ def check_forward(model: nn.Module, name: str, image_shape: tuple[int, int, int]
             model(torch.zeros(2, *image_shape))
     except (RuntimeError, AssertionError, ValueError) as error:  # ViTs assert their input size
         shape = "x".join(map(str, image_shape))
-        first_line = str(error).splitlines()[0]
         raise UserError(
-            f"model={name} cannot classify {shape} images ({first_line}): raise model.min_size, e.g. model.min_size=224"
+            f"model={name} cannot classify {shape} images ({first_line(error)}): "
+            "raise model.min_size, e.g. model.min_size=224"
         ) from None
     finally:
         model.train(was_training)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 from sweeplab.export import INPUT_NAME, OUTPUT_NAME, Preprocessing
 
 if TYPE_CHECKING:
@@ -74,8 +74,7 @@ def onnx_classifier(onnx_file: Path) -> Classifier:
     try:
         session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     except unloadable as error:  # onnxruntime's own exception types, none a subclass of OSError or ValueError
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{onnx_file} is not a readable ONNX model ({first_line}): re-export the run") from None
+        raise UserError(f"{onnx_file} is not a readable ONNX model ({first_line(error)}): re-export the run") from None
     check_onnx_signature(session, preprocessing, onnx_file)
 
     def logits(inputs: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config import register_configs
-from sweeplab.errors import UserError, exit_on_user_error
+from sweeplab.errors import UserError, exit_on_user_error, first_line
 
 
 def config_dir() -> str:
@@ -65,9 +65,9 @@ def main() -> None:
 def one_line(error: BaseException) -> str:
     """The first line of Hydra's message and of its cause, plus the options it lists, if any."""
     text = str(error).strip()
-    parts = [text.splitlines()[0]]
+    parts = [first_line(error)]
     if error.__cause__ is not None and str(error.__cause__).strip():
-        parts.append(str(error.__cause__).strip().splitlines()[0])
+        parts.append(first_line(error.__cause__))
     listed = re.search(r"Available options in '[^']*':\n(.*?)(?:\nConfig search path|\Z)", text, re.S)
     if listed:
         options = [o.strip() for o in listed.group(1).splitlines() if o.strip() and not o.strip().startswith("base_")]

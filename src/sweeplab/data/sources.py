@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 
 
 @dataclass
@@ -185,8 +185,7 @@ def _open_torchvision(dataset_class, folder: Path, expected: list[str], **kwargs
                 f"{name} files in {folder} do not match the official md5 sums: "
                 "re-download them, or set dataset.source.verify_checksums=false for a re-packed copy"
             ) from None
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        raise UserError(f"{name} files in {folder} are unreadable ({first_line}): re-download them") from None
+        raise UserError(f"{name} files in {folder} are unreadable ({first_line(error)}): re-download them") from None
 
 
 def _unverified_cifar10():
