@@ -60,7 +60,7 @@ def timed_run(overrides: list[str], tracking: bool, folder: Path) -> tuple[float
     from sweeplab.run import train
 
     run_dir = tempfile.mkdtemp(dir=folder)
-    with initialize_config_dir(config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir()):
         cfg = compose("train", overrides=[
             "trainer.progress=false", "export.onnx=false", f"tracking.enabled={tracking}",
             f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"paths.output_dir={run_dir}", *overrides,

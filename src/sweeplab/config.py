@@ -189,13 +189,15 @@ class TrainConfig:
 
 
 PRECISIONS = ("32", "bf16", "fp16")
+# What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
+TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
 
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="train_schema", node=TrainConfig, replace=True)
     schemas = {
         "dataset": {"base_dataset": DatasetConfig},
         "model": {"base_model": ModelConfig},
@@ -217,7 +219,7 @@ def register_configs() -> None:
     }
     for group, nodes in schemas.items():
         for name, node in nodes.items():
-            cs.store(group=group, name=name, node=node)
+            cs.store(group=group, name=name, node=node, replace=True)
 
 
 def metric_mode(metric: str) -> str:

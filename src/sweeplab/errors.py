@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +19,19 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message (its type name when it has none), to quote in one line."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def config_error_line(error: BaseException) -> str:
+    """Hydra's composition error in one line: its message, its cause's, and the options it lists."""
+    text = str(error).strip()
+    parts = [first_line(error)]
+    if error.__cause__ is not None and str(error.__cause__).strip():
+        parts.append(first_line(error.__cause__))
+    listed = re.search(r"Available options in '[^']*':\n(.*?)(?:\nConfig search path|\Z)", text, re.S)
+    if listed:
+        options = [o.strip() for o in listed.group(1).splitlines() if o.strip() and not o.strip().startswith("base_")]
+        parts.append(f"choose one of {', '.join(options)}")
+    return ": ".join(parts)
 
 
 def exit_on_user_error(func: F) -> F:

@@ -12,10 +12,12 @@ from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 from torch.optim.lr_scheduler import LRScheduler
 
+from sweeplab.config import TRUSTED_TARGETS
+
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> Optimizer:
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return instantiate(cfg, _convert_="all")(trainable)
+    return instantiate(cfg, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS)(trainable)
 
 
 def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int, epochs: int) -> LRScheduler:
@@ -23,7 +25,8 @@ def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int,
     total_steps = steps_per_epoch * epochs
     warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
     factory_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "warmup_epochs"])
-    main = instantiate(factory_cfg)(optimizer, total_steps=total_steps - warmup_steps, steps_per_epoch=steps_per_epoch)
+    factory = instantiate(factory_cfg, _execution_whitelist_=TRUSTED_TARGETS)
+    main = factory(optimizer, total_steps=total_steps - warmup_steps, steps_per_epoch=steps_per_epoch)
     if warmup_steps <= 0:
         return main
     warmup = lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps)

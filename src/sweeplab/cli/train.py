@@ -7,16 +7,16 @@ so `--help` and config errors come back fast.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
+from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeplab.config import register_configs
-from sweeplab.errors import UserError, exit_on_user_error, first_line
+from sweeplab.config import TRUSTED_TARGETS, register_configs
+from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 
 
 def config_dir() -> str:
@@ -31,18 +31,18 @@ def config_dir() -> str:
 register_configs()
 
 
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
-    """One job. A multirun job's UserError propagates, so Hydra still runs the batch's other jobs
-    (and names the failed one); a single run exits at once with the one line."""
+    """One job. A sweep job's failure is recorded and the sweep goes on (sweeplab.sweeps); a single
+    run exits at once, with one line for a user error."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from sweeplab.run import train
+    from sweeplab.sweeps.job import run_job
 
     if HydraConfig.get().mode == RunMode.RUN:
-        return exit_on_user_error(train)(cfg)
-    return train(cfg)
+        return exit_on_user_error(run_job)(cfg, contain_failures=False)
+    return run_job(cfg, contain_failures=True)
 
 
 @exit_on_user_error
@@ -50,26 +50,16 @@ def main() -> None:
     """Run Hydra; user errors, Hydra's config errors (bad option, type or key) included, end as one line.
 
     HYDRA_FULL_ERROR=1 makes Hydra raise instead of printing its multi-line report; a user who
-    sets it themselves gets Hydra's full traceback.
+    sets it themselves gets Hydra's full traceback. Hydra instantiates our callbacks under the
+    same target whitelist as our own code.
     """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        run()
+        with execution_whitelist(TRUSTED_TARGETS):
+            run()
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        run()
+        with execution_whitelist(TRUSTED_TARGETS):
+            run()
     except (HydraException, OmegaConfBaseException) as error:
-        raise UserError(one_line(error)) from None
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of Hydra's message and of its cause, plus the options it lists, if any."""
-    text = str(error).strip()
-    parts = [first_line(error)]
-    if error.__cause__ is not None and str(error.__cause__).strip():
-        parts.append(first_line(error.__cause__))
-    listed = re.search(r"Available options in '[^']*':\n(.*?)(?:\nConfig search path|\Z)", text, re.S)
-    if listed:
-        options = [o.strip() for o in listed.group(1).splitlines() if o.strip() and not o.strip().startswith("base_")]
-        parts.append(f"choose one of {', '.join(options)}")
-    return ": ".join(parts)
+        raise UserError(config_error_line(error)) from None
