@@ -57,6 +57,7 @@ def test_children_carry_params_tags_and_metrics(sweep: dict) -> None:
         assert params["trainer.epochs"] == "1" and params["dataset.name"] == "digits"
         assert params["model.name"] in ("mlp", "cnn") and float(params["optimizer.lr"]) in (1e-2, 1e-3)
         assert tags["torch"] and tags["torchvision"] and tags["host"] and tags["device"] == "cpu"
+        assert tags["torch.threads"] == str(max(1, len(os.sched_getaffinity(0)) // 2)), "2 workers share the cores"
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
         assert "optimizer.lr=" in tags["sweeplab.overrides"] and Path(tags["hydra.output_dir"]).is_dir()
         for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_seconds", "images_per_second",

@@ -197,14 +197,21 @@ def test_console_script(tmp_path: Path) -> None:
     assert checkpoint["config"]["dataset"]["name"] == "fake"
 
 
-def test_a_user_error_in_one_sweep_job_leaves_the_others_running(tmp_path: Path) -> None:
-    """Job 0 lacks model.name; job 1 still trains, and the sweep ends with the error and exit 2."""
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        pytest.param(["model=torchvision,mlp"], "error: model.name is required", id="missing-value"),
+        pytest.param(["model=mlp,nope"], "error: the sweep cannot run model=nope:", id="unknown-option"),
+        pytest.param(["optimizer.lr=0.1,-1"], "error: optimizer.lr=-1.0 is invalid", id="out-of-range"),
+        pytest.param(["trainer.epochs=zero", "model=mlp,cnn"], "error: Error merging override", id="wrong-type"),
+    ],
+)
+def test_a_config_error_in_a_sweep_stops_it_before_any_job(tmp_path: Path, sweep: list[str], message: str) -> None:
     sweep_dir = tmp_path / "sweep"
-    argv = [sys.executable, str(TRAIN), "-m", "model=torchvision,mlp", f"hydra.sweep.dir={sweep_dir}", *QUIET,
-            "trainer.epochs=1"]
+    argv = [sys.executable, str(TRAIN), "-m", *sweep, f"hydra.sweep.dir={sweep_dir}", "trainer.epochs=1"]
     result = subprocess.run(argv, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: model.name is required")
-    assert (sweep_dir / "1" / "checkpoints" / BEST).is_file()
-    assert not (sweep_dir / "0" / "checkpoints").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not list(sweep_dir.glob("*/.hydra")), "no job may start"
+    assert not (tmp_path / "mlflow.db").exists(), "no MLflow run may start"

@@ -156,6 +156,15 @@ class Trainer:
             "history": [asdict(m) for m in self.history],
         }
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`'s output: the next epoch is the one after it."""
+        getattr(self.model, "_orig_mod", self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
+
     def _notify(self, hook: str) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
-from sweeplab.checkpoint import BEST, load_checkpoint
+from sweeplab.checkpoint import BEST, LAST, load_checkpoint, load_state_file
 from sweeplab.config import ExportConfig, check_ranges, metric_mode
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
 from sweeplab.data import Data, build_data
@@ -35,20 +35,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> float:
-    """Train as configured; return the best value of `optimized_metric` (what sweepers optimize)."""
+def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None, resume: bool = False) -> float:
+    """Train as configured; return the best value of `optimized_metric` (what sweepers optimize).
+
+    `resume` continues an interrupted run in its run dir: from its last checkpoint if it wrote one,
+    in the MLflow run it had started.
+    """
     check_ranges(cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device.type)
     run_dir = Path(cfg.paths.output_dir)
-    with tracked_run(cfg, str(device)) as tracking:
+    with tracked_run(cfg, str(device), resume) as tracking:
         data = build_data(cfg.dataset, device, cfg.seed, cfg.trainer.channels_last)
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
         if cfg.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
         tracker = BestTracker(cfg.optimized_metric, metric_mode(cfg.optimized_metric))
         callbacks = build_callbacks(cfg, data, tracker, run_dir, tracking) + (extra_callbacks or [])
-        history = build_trainer(cfg, model, data, device, callbacks).fit()
+        trainer = build_trainer(cfg, model, data, device, callbacks)
+        if resume:
+            restore(trainer, tracker, run_dir / "checkpoints" / LAST)
+        history = trainer.fit()
         print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir)
         if tracking:
             record_results(cfg, tracking, model, data, history, tracker, run_dir)
@@ -56,6 +63,17 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> flo
         if cfg.export.onnx:
             export_best(cfg.export, run_dir, tracking)
     return tracker.best
+
+
+def restore(trainer: Trainer, tracker: BestTracker, checkpoint: Path) -> None:
+    """Weights, optimizer, schedule, epoch and the best epoch so far; a run cut off before its first
+    checkpoint starts over."""
+    if not checkpoint.is_file():
+        return
+    trainer.load_state_dict(load_state_file(checkpoint))
+    for metrics in trainer.history:
+        tracker.on_epoch_end(trainer, metrics)
+    print(f"Resuming {checkpoint.parents[1]} after epoch {trainer.epoch} of {trainer.epochs}")
 
 
 def build_callbacks(

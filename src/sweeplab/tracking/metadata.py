@@ -52,4 +52,5 @@ def environment_tags(device: str) -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "torch.threads": str(torch.get_num_threads()),  # fewer than the cores when parallel jobs share them
     }

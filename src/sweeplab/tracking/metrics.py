@@ -40,6 +40,14 @@ class MetricLogger(Callback):
         self.flushed_at = time.monotonic()
         self.sent: list[tuple[RunOperations, list[Metric]]] = []
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """A resumed run: log the restored epochs that the interrupted attempt never delivered."""
+        if trainer.history:
+            logged = {metric.step for metric in self.client.get_metric_history(self.run_id, "val/acc")}
+            for metrics in trainer.history:
+                if metrics.epoch not in logged:
+                    self.on_epoch_end(trainer, metrics)
+
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
         self.log({"train/step_loss": loss, "train/step_images_per_second": images_per_second}, trainer.step)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeplab.sweeps import OPTUNA_SWEEPER
 from sweeplab.tracking.metadata import environment_tags, flatten, git_state
 from sweeplab.tracking.metrics import MetricLogger
 from sweeplab.tracking.store import (
@@ -34,15 +35,19 @@ from sweeplab.tracking.store import (
 from sweeplab.tracking.tags import (
     FAILURE_TAG,
     OPTIMIZED_TAG,
+    OPTUNA_STUDY_TAG,
+    OPTUNA_TRIAL_TAG,
     OVERRIDES_TAG,
     PARENT_RUN_ENV,
     PARENT_TAG,
     RUN_DIR_TAG,
+    SWEEP_DIR_TAG,
     SWEPT_TAG,
 )
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
     from torch import nn
 PENDING_FILE = "mlflow_pending.json"
 
@@ -142,12 +147,15 @@ class TrackedRun:
 
 
 @contextmanager
-def tracked_run(cfg: DictConfig, device: str) -> Iterator[TrackedRun | None]:
-    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C)."""
+def tracked_run(cfg: DictConfig, device: str, resume: bool = False) -> Iterator[TrackedRun | None]:
+    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C).
+
+    `resume` reopens the run this run dir started before, if there is one.
+    """
     if not cfg.tracking.enabled:
         yield None
         return
-    run = start_run(cfg, device)
+    run = start_run(cfg, device, resume)
     try:
         yield run
     except KeyboardInterrupt:
@@ -159,7 +167,7 @@ def tracked_run(cfg: DictConfig, device: str) -> Iterator[TrackedRun | None]:
     run.end("FINISHED")
 
 
-def start_run(cfg: DictConfig, device: str) -> TrackedRun:
+def start_run(cfg: DictConfig, device: str, resume: bool = False) -> TrackedRun:
     import mlflow
     from mlflow import MlflowClient
 
@@ -177,13 +185,21 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
         experiment_id = ensure_experiment(client, experiment_name(cfg.tracking.experiment, cfg.dataset.name))
         name = cfg.tracking.run_name
     run_dir = Path(cfg.paths.output_dir)
+    previous = find_run(client, experiment_id, run_dir) if resume else None
+    if previous:
+        run_id = previous.info.run_id
+        client.update_run(run_id, status="RUNNING")
+        if FAILURE_TAG in previous.data.tags:
+            client.delete_tag(run_id, FAILURE_TAG)
+        return TrackedRun(client, run_id, run_dir, MetricLogger(client, run_id, cfg.tracking.flush_seconds))
     tags = {
         **environment_tags(device),
         **git_state(Path(__file__).parent),  # the code that ran, not the dir it ran from
         OVERRIDES_TAG: shlex.join(job.get("overrides", [])),
         OPTIMIZED_TAG: cfg.optimized_metric,
         RUN_DIR_TAG: str(run_dir.resolve()),
-        **({PARENT_TAG: parent_id, "sweep.job": str(job["num"]), "sweep.dir": job["sweep_dir"]} if parent_id else {}),
+        **({PARENT_TAG: parent_id, "sweep.job": str(job["num"]), SWEEP_DIR_TAG: job["sweep_dir"]} if parent_id else {}),
+        **({OPTUNA_TRIAL_TAG: str(job["num"]), OPTUNA_STUDY_TAG: job["study"]} if job.get("study") else {}),
     }
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
@@ -192,6 +208,14 @@ def start_run(cfg: DictConfig, device: str) -> TrackedRun:
     if (run_dir / ".hydra").is_dir():
         tracked.log_artifact(run_dir / ".hydra", ".hydra")
     return tracked
+
+
+def find_run(client: MlflowClient, experiment_id: str, run_dir: Path) -> Run | None:
+    """The run an earlier attempt started in this run dir."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir.resolve()}'", max_results=1
+    )
+    return runs[0] if runs else None
 
 
 def job_name(overrides: list[str], swept: list[str]) -> str | None:
@@ -221,6 +245,8 @@ def hydra_job() -> dict[str, Any]:
         "multirun": hydra.mode == RunMode.MULTIRUN,
         "num": hydra.job.get("num", 0),
         "sweep_dir": str(Path(hydra.sweep.dir).resolve()),
+        # The sweeplab Optuna sweeper numbers jobs by trial, so the job number is the trial number.
+        "study": hydra.sweeper.get("study_name") if hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else None,
     }
 
 

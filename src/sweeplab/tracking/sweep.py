@@ -4,13 +4,11 @@
 the parent run in the launching process before any job starts (many processes creating a fresh
 sqlite file at once race), and hands the parent's id to jobs through the environment, which
 joblib/submitit worker processes inherit. The summary is refreshed after every job, wherever it
-runs, and once more when the sweep ends or the launching process exits: Hydra's basic sweeper
-skips on_multirun_end when a job raised.
+runs, and once more when the sweep ends. Re-running a sweep in its sweep dir reopens its parent.
 """
 
 from __future__ import annotations
 
-import atexit
 import csv
 import os
 import shlex
@@ -23,7 +21,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeplab.config import metric_mode
-from sweeplab.tracking.tags import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_RUN_ENV, SWEPT_TAG
+from sweeplab.sweeps.preflight import sweep_overrides
+from sweeplab.sweeps.results import overrides_dict, varying_keys
+from sweeplab.tracking.tags import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_RUN_ENV, PARENT_TAG, SWEEP_DIR_TAG, SWEPT_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -57,15 +57,15 @@ class SweepTracking(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         overrides = list(config.hydra.overrides.task)
         tags = {
-            "sweep.dir": str(sweep_dir),
+            SWEEP_DIR_TAG: str(sweep_dir),
             "sweeplab.overrides": shlex.join(overrides),
-            SWEPT_TAG: shlex.join(swept_keys(overrides)),
+            SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
             OPTIMIZED_TAG: config.optimized_metric,
         }
-        run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}", tags=tags)
-        self.parent_id = run.info.run_id
+        self.parent_id = resumed_parent(client, experiment_id, sweep_dir) or client.create_run(
+            experiment_id, run_name=f"sweep {sweep_dir.name}", tags=tags
+        ).info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_id
-        atexit.register(self._finish, None)
         print(f"MLflow sweep run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -78,30 +78,32 @@ class SweepTracking(Callback):
             _refresh(resolve_uri(config.tracking.uri), parent_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._finish("FINISHED")
-
-    def _finish(self, status: str | None) -> None:
-        """End the parent once; without a status (exit before on_multirun_end), say why from the children."""
+        """Hydra calls this however the sweep ended (done, a job raised, Ctrl-C): the children say how."""
         if self.parent_id is None:
             return
-        parent_id, self.parent_id = self.parent_id, None
-        children = _refresh(self.uri, parent_id)
-        if status is None:
-            status = "FAILED" if any(child.info.status == "FAILED" for child in children or []) else "KILLED"
         from mlflow import MlflowClient
 
         from sweeplab.tracking.store import delivery_errors
 
+        parent_id, self.parent_id = self.parent_id, None
+        statuses = {child.info.status for child in _refresh(self.uri, parent_id) or []}
+        status = "FAILED" if "FAILED" in statuses else "KILLED" if statuses - {"FINISHED"} else "FINISHED"
         try:
             MlflowClient(self.uri).set_terminated(parent_id, status)
         except delivery_errors() as error:
             print(f"warning: could not end MLflow sweep run {parent_id}: {error}", file=sys.stderr)
 
 
-def swept_keys(overrides: list[str]) -> list[str]:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return [o.get_key_element() for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()]
+def resumed_parent(client: MlflowClient, experiment_id: str, sweep_dir: Path) -> str | None:
+    """The parent run of an earlier sweep in this sweep dir, running again: a resumed sweep keeps one parent."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{SWEEP_DIR_TAG}` = '{sweep_dir}'", max_results=10000
+    )
+    parents = [run for run in runs if PARENT_TAG not in run.data.tags]
+    if not parents:
+        return None
+    client.update_run(parents[0].info.run_id, status="RUNNING")
+    return parents[0].info.run_id
 
 
 def _refresh(uri: str, parent_id: str) -> list[Run] | None:
@@ -124,18 +126,12 @@ def child_runs(client: MlflowClient, parent_id: str) -> list[Run]:
     )
 
 
-def job_overrides(run: Run) -> dict[str, str]:
-    pairs = (item.split("=", 1) for item in shlex.split(run.data.tags.get(OVERRIDES_TAG, "")))
-    return {key.lstrip("+~"): value for key, value in (pair for pair in pairs if len(pair) == 2)}
-
-
 def summary_rows(parent: Run, children: list[Run]) -> tuple[list[dict[str, Any]], list[str], str]:
     """One row per job: swept values, status, metrics; sorted best first. Also the swept keys and metric."""
     metric = parent.data.tags.get(OPTIMIZED_TAG, "val/acc")
-    overrides = [job_overrides(child) for child in children]
+    overrides = [overrides_dict(shlex.split(child.data.tags.get(OVERRIDES_TAG, ""))) for child in children]
     declared = shlex.split(parent.data.tags.get(SWEPT_TAG, ""))
-    varying = {key for o in overrides for key in o if len({other.get(key) for other in overrides}) > 1}
-    keys = declared + sorted(varying - set(declared))
+    keys = declared + [key for key in varying_keys(overrides) if key not in declared]
     rows = []
     for child, values in zip(children, overrides, strict=True):
         metrics = child.data.metrics

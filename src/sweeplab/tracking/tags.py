@@ -7,3 +7,6 @@ OPTIMIZED_TAG = "sweeplab.optimized_metric"
 PARENT_TAG = "mlflow.parentRunId"
 SWEPT_TAG = "sweep.params"  # swept keys, shell-quoted, on a sweep's parent run
 RUN_DIR_TAG = "hydra.output_dir"  # where the run wrote its checkpoints: how export/predict find them
+OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna study
+OPTUNA_STUDY_TAG = "optuna.study"
+SWEEP_DIR_TAG = "sweep.dir"  # on a sweep's parent and children: how a resumed sweep finds its parent run

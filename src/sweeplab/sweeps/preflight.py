@@ -1,0 +1,69 @@
+"""Check a sweep's config once, before any job starts: a bad option, type or value fails here, in one
+line, instead of in every job.
+
+The sweep is composed with each swept value in turn (the other keys at their fixed values), which
+covers grids, `choice()`s and Optuna's intervals (both ends) without running the sweeper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, IntervalSweep, Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from sweeplab.errors import UserError, config_error_line
+from sweeplab.sweeps.results import check_same_job, read_result
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def check_sweep(config: DictConfig) -> None:
+    from hydra import compose
+
+    from sweeplab.config import check_ranges
+
+    check_resumed_jobs(config)
+    overrides = {o.get_key_element(): o for o in sweep_overrides(config)}  # the command line wins over presets
+    fixed = [o.input_line for o in overrides.values() if not o.is_sweep_override()]
+    variants = [[]] + [
+        [f"{key}={value}"] for key, o in overrides.items() if o.is_sweep_override() for value in swept_values(o)
+    ]
+    for variant in variants:
+        try:
+            check_ranges(compose(config_name="train", overrides=fixed + variant))
+        except (HydraException, OmegaConfBaseException) as error:
+            raise UserError(f"the sweep cannot run {' '.join(variant)}: {config_error_line(error)}") from None
+
+
+def check_resumed_jobs(config: DictConfig) -> None:
+    """A grid re-run in an existing sweep dir must be the same grid: job N goes to the dir of job N."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    sweep_dir = Path(config.hydra.sweep.dir)
+    if config.hydra.sweeper._target_ != BASIC_SWEEPER or not sweep_dir.is_dir():
+        return
+    (jobs,) = BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)
+    for number, overrides in enumerate(jobs):
+        previous = read_result(sweep_dir / str(number))
+        if previous:
+            check_same_job(previous, overrides, sweep_dir / str(number))
+
+
+def sweep_overrides(config: DictConfig) -> list[Override]:
+    """The preset's `hydra.sweeper.params`, then the command line's overrides."""
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    return OverridesParser.create().parse_overrides(lines)
+
+
+def swept_values(override: Override) -> list[str]:
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    if isinstance(value, Glob):
+        return []  # matched against the config repository by the sweeper itself
+    return list(override.sweep_string_iterator())
