@@ -1,0 +1,158 @@
+"""Sweeps that survive failures and resume: real sweeps of digits jobs, checked on disk and in MLflow.
+
+Each test runs `python train.py -m ...` as a user would, in its own directory with the default
+sqlite store, and reads the outcome back through MlflowClient, Optuna and the jobs' result.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import REPO, train
+
+pytestmark = pytest.mark.slow
+QUICK = ["export.onnx=false", "tracking.log_model=false", "tracking.flush_seconds=0"]
+
+
+def sweep_runs(cwd: Path) -> tuple:
+    """The one parent run of the sweep(s) in cwd's store, and its children by job number."""
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {int(r.data.tags["sweep.job"]): r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
+    return client, parent, children
+
+
+def results(sweep_dir: Path) -> dict[int, dict]:
+    return {int(path.parent.name): json.loads(path.read_text()) for path in sweep_dir.glob("*/result.json")}
+
+
+def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(metric.step for metric in client.get_metric_history(run_id, "val/acc"))
+
+
+def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = train("-m", "optimizer=sgd", "optimizer.lr=0.05,1e6", "trainer.epochs=3", f"hydra.sweep.dir={sweep_dir}",
+                   *QUICK, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 jobs did not finish")
+    table = result.stdout[result.stdout.index("sweep: best val/acc marked *"):]
+    assert "0*" in table and "0.05" in table and "FINISHED" in table
+    assert "1e+06" in table and "FAILED" in table and "loss became nan" in table
+
+    jobs = results(sweep_dir)
+    assert jobs[0]["status"] == "FINISHED" and 0.5 < jobs[0]["value"] <= 1
+    assert jobs[1]["status"] == "FAILED" and jobs[1]["reason"].startswith("loss became nan")
+
+    client, parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "FAILED" and parent.data.tags["sweep.failed_jobs"] == "1"
+    assert children[0].info.status == "FINISHED"
+    assert children[1].info.status == "FAILED"
+    assert children[1].data.tags["sweeplab.failure"].startswith("DivergedError: loss became nan")
+    assert epochs_logged(client, children[1].info.run_id) == [], "divergence stops the job in its first epoch"
+
+
+def start_sweep(cwd: Path, *overrides: str) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "train.py"), "-m", "trainer.progress=false", *QUICK, *overrides]
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180) -> None:
+    """SIGKILL the sweep once `path` exists: no handler, no atexit, nothing gets to clean up."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    command = ["optimizer.lr=0.01,0.003", "trainer.epochs=12", "dataset.batch_size=32", f"hydra.sweep.dir={sweep_dir}"]
+    kill_when(start_sweep(tmp_path, *command), sweep_dir / "1" / "checkpoints" / "last.pt")
+    jobs = results(sweep_dir)
+    assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "RUNNING"
+    client, parent, before = sweep_runs(tmp_path)
+    assert before[1].info.status == "RUNNING"
+
+    result = train("-m", *QUICK, *command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 0 finished before" in result.stdout + result.stderr
+    assert f"Resuming {sweep_dir / '1'} after epoch" in result.stdout
+
+    client, resumed_parent, after = sweep_runs(tmp_path)
+    assert resumed_parent.info.run_id == parent.info.run_id and resumed_parent.info.status == "FINISHED"
+    assert {job: run.info.run_id for job, run in after.items()} == {job: run.info.run_id for job, run in before.items()}
+    assert {run.info.status for run in after.values()} == {"FINISHED"}
+    assert epochs_logged(client, after[1].info.run_id) == list(range(1, 13)), "every epoch once, none repeated"
+    assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"}
+
+    other = train("-m", *QUICK, "optimizer.lr=0.1,0.01", *command[1:], cwd=tmp_path)  # another grid, same dir
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith(f"error: {sweep_dir / '0'} already holds a different job")
+
+
+def test_submitit_local_runs_the_sweep_in_its_own_processes(tmp_path: Path) -> None:
+    """The code path of hydra/launcher=submitit_slurm (conf/hydra/launcher/slurm.yaml), as local processes."""
+    sweep_dir = tmp_path / "sweep"
+    result = train("-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "optimizer.lr=0.01,0.003",
+                   "trainer.epochs=1", f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 2, "each job ran as a submitit job"
+    client, parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED" and sorted(children) == [0, 1]
+    assert {run.info.status for run in children.values()} == {"FINISHED"}
+    assert {run.data.tags["torch.threads"] for run in children.values()} == {"1"}, "threads follow cpus_per_task"
+    assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"}
+
+
+def study(cwd: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd / 'optuna.db'}")
+
+
+def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "search"
+    command = ["hparams_search=digits_mlp", "hydra.sweeper.n_trials=3", "optimizer.lr=tag(log,interval(1e-3,1e-2))",
+               "trainer.epochs=12", "dataset.batch_size=32", f"hydra.sweep.dir={sweep_dir}"]
+    kill_when(start_sweep(tmp_path, *command), sweep_dir / "1" / "checkpoints" / "last.pt")
+    states = [trial.state.name for trial in study(tmp_path, "digits_mlp").trials]
+    assert states == ["COMPLETE", "RUNNING"]
+
+    result = train("-m", *QUICK, *command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trial 1 was cut off: running it again" in result.stdout
+    assert f"Resuming {sweep_dir / '1'} after epoch" in result.stdout
+    trials = study(tmp_path, "digits_mlp").trials
+    assert [trial.state.name for trial in trials] == ["COMPLETE"] * 3
+    client, parent, children = sweep_runs(tmp_path)
+    assert {job: run.data.tags["optuna.trial"] for job, run in children.items()} == {0: "0", 1: "1", 2: "2"}
+    assert {run.info.status for run in children.values()} == {"FINISHED"}
+    assert epochs_logged(client, children[1].info.run_id) == list(range(1, 13))
+    for trial in trials:  # the study's value is what the trial's MLflow run recorded as its best
+        assert children[trial.number].data.metrics["best/val/acc"] == pytest.approx(trial.value)
+
+
+def test_failed_optuna_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
+    result = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "optimizer=sgd",
+                   "optimizer.lr=choice(1e6)", "trainer.epochs=1", *QUICK, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert [trial.state.name for trial in study(tmp_path, "digits_mlp").trials] == ["FAIL", "FAIL"]
+    _, parent, children = sweep_runs(tmp_path)
+    assert {run.info.status for run in children.values()} == {"FAILED"} and len(children) == 2
