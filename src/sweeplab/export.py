@@ -210,8 +210,11 @@ def write_onnx(model: nn.Module, shape: list[int], path: Path) -> list[Path]:
 
 def onnx_logits(path: Path, inputs: np.ndarray) -> np.ndarray:
     import onnxruntime
+    import torch
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # a parallel sweep job's share of the cores, not all
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
 
 

@@ -64,6 +64,7 @@ def run_job(cfg: DictConfig, contain_failures: bool) -> float:
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
         write_result(run_dir, result)
+    if result.status == FAILED:
         release_memory()
     return result.objective
 
@@ -94,7 +95,7 @@ def report_failure(job: int, error: Exception, reason: str) -> None:
 
 
 def release_memory() -> None:
-    """A failed job's tensors must not starve the next job run in this process."""
+    """A failed job's tensors (held by its traceback's frames) must not starve the next job in this process."""
     import gc
 
     import torch
