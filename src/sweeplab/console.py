@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sweeplab.engine import Callback, EpochMetrics, Trainer
-from sweeplab.sweeps.results import FINISHED, JobResult, best_result, overrides_dict, varying_keys
 
 progress_console = Console(stderr=True)  # live bars on stderr
 results_console = Console()  # results on stdout
@@ -73,30 +72,3 @@ def print_tracking_location(run_id: str, uri: str) -> None:
     results_console.print(f"MLflow run [bold]{run_id}[/bold] in {uri}: browse it with `sweeplab ui`, "
                           f"or `mlflow ui --backend-store-uri {uri}`")
 
-
-def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
-    """Every job of a sweep: its swept values, status, best metric (the best job marked *), why it failed."""
-    metric = results[0].metric
-    values = [overrides_dict(r.overrides) for r in results]
-    keys = varying_keys(values)
-    best = best_result(results)
-    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY)
-    for column in ("job", *keys, "status", metric, "seconds", "reason"):
-        table.add_column(column, justify="left" if column in ("status", "reason") else "right")
-    for result, job_values in zip(results, values, strict=True):
-        style = None if result.status == FINISHED else "red"
-        table.add_row(
-            f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
-            result.status, "" if result.value is None else f"{result.value:.4f}",
-            "" if result.seconds is None else f"{result.seconds:.0f}", result.reason or "", style=style,
-        )
-    results_console.print(table)
-    results_console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
-
-
-def short(value: str) -> str:
-    """Optuna's floats (0.012470427634325) as 0.01247: the table is for reading, the run keeps the full value."""
-    try:
-        return f"{float(value):.4g}" if "." in value or "e" in value.lower() else value
-    except ValueError:
-        return value

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from sweeplab.errors import exit_on_user_error
 from sweeplab.sweeps.preflight import check_sweep
 from sweeplab.sweeps.results import FINISHED, sweep_results
+from sweeplab.sweeps.table import print_sweep_table
 
 
 class SweepGuard(Callback):
@@ -27,8 +28,6 @@ class SweepGuard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.launched:
             return
-        from sweeplab.console import print_sweep_table
-
         sweep_dir = Path(config.hydra.sweep.dir)
         results = sweep_results(sweep_dir)
         if results:
