@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from data_formats import CIFAR_CLASSES, MNIST_FILES, write_cifar10, write_image_folder, write_mnist
 from sweeplab.config import AugmentConfig, DatasetConfig
-from sweeplab.data import build_data
+from sweeplab.data import build_data, load_splits
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import LoaderBatches, TensorBatches, make_batches
 from sweeplab.data.sources import (
@@ -251,6 +251,15 @@ def test_build_data_checks_mean_and_std_per_channel(data_dir: Path) -> None:
     data = build_data(cfg, CPU, 0)
     assert data.image_shape == (3, 8, 8) and data.classes == ["class_0", "class_1"]
     assert (len(data.train), len(data.val)) == (1, 2)
+
+
+def test_sequential_jobs_share_one_decoded_data_set() -> None:
+    """A sweep's jobs in one process decode a data set once: same source config, same splits object."""
+    source = {"_target_": "sweeplab.data.sources.load_fake", "seed": 0, "num_train": 8, "num_val": 4,
+              "num_classes": 2, "channels": 1, "size": 8}
+    first = load_splits(DatasetConfig(name="fake", source=source, batch_size=4))
+    assert load_splits(DatasetConfig(name="fake", source=dict(source), batch_size=2)) is first
+    assert load_splits(DatasetConfig(name="fake", source={**source, "seed": 1})) is not first
 
 
 # --- augmentation --------------------------------------------------------------------------------------------------

@@ -63,6 +63,9 @@ def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Pat
     assert children[1].info.status == "FAILED"
     assert children[1].data.tags["sweeplab.failure"].startswith("DivergedError: loss became nan")
     assert epochs_logged(client, children[1].info.run_id) == [], "divergence stops the job in its first epoch"
+    summary = Path(client.download_artifacts(parent.info.run_id, "summary/summary.md", str(tmp_path))).read_text()
+    assert "| FAILED |" in summary and "| FINISHED |" in summary
+    assert parent.data.tags["best_child_run_id"] == children[0].info.run_id
 
 
 def start_sweep(cwd: Path, *overrides: str) -> subprocess.Popen:
