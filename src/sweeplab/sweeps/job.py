@@ -118,7 +118,7 @@ def usable_cores() -> int:
 
 
 def current_job() -> dict:
-    """This job's overrides, number, and how many jobs its launcher runs at once on this machine."""
+    """This job's overrides, number, and torch threads (None keeps torch's default: every core)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
