@@ -18,7 +18,7 @@ from mlflow_server import free_port, train
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-RUN_NAME = "browser-visible-run"
+SWEEP_DIR = "browser-visible-sweep"
 
 
 def chromium(url: str, profile: Path, *mode: str) -> str:
@@ -31,9 +31,9 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="run scripts/install-test-deps.sh (Debian's chromium)")
-def test_ui_shows_the_runs_in_a_browser(tmp_path: Path) -> None:
-    result = train("trainer.epochs=1", "export.onnx=false", "tracking.log_model=false", f"tracking.run_name={RUN_NAME}",
-                   cwd=tmp_path)
+def test_ui_shows_a_sweep_as_one_parent_run_in_a_browser(tmp_path: Path) -> None:
+    result = train("-m", "optimizer.lr=0.01,0.003", f"hydra.sweep.dir={tmp_path / SWEEP_DIR}", "trainer.epochs=1",
+                   "export.onnx=false", "tracking.log_model=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("sweeplab-digits")
     port = free_port()
@@ -51,7 +51,8 @@ def test_ui_shows_the_runs_in_a_browser(tmp_path: Path) -> None:
         os.killpg(ui.pid, signal.SIGTERM)  # the UI and its uvicorn workers: their own session, started above
         ui.wait(timeout=30)
     assert screenshot.stat().st_size > 10_000
-    assert RUN_NAME in dom and "sweeplab-digits" in dom
+    assert "sweeplab-digits" in dom and f"sweep {SWEEP_DIR}" in dom, "the parent run is listed"
+    assert "<strong>3</strong> matching runs" in dom, "the parent and its two children"
 
 
 def wait_until_healthy(url: str, timeout: float = 90) -> None:
