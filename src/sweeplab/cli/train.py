@@ -53,13 +53,12 @@ def main() -> None:
     sets it themselves gets Hydra's full traceback. Hydra instantiates our callbacks under the
     same target whitelist as our own code.
     """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        with execution_whitelist(TRUSTED_TARGETS):
-            run()
-        return
+    asked_for_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         with execution_whitelist(TRUSTED_TARGETS):
             run()
     except (HydraException, OmegaConfBaseException) as error:
+        if asked_for_traceback:
+            raise
         raise UserError(config_error_line(error)) from None
