@@ -1,0 +1,49 @@
+"""A sweep job's pieces without running one: failure reasons, thread shares, result files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sweeplab.engine import DivergedError
+from sweeplab.errors import UserError
+from sweeplab.sweeps.job import failure_reason, job_threads, usable_cores
+from sweeplab.sweeps.results import FAILED, FINISHED, JobResult, check_same_job, read_result, write_result
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+         "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB): lower dataset.batch_size"),
+        (MemoryError(), "out of memory (MemoryError): lower dataset.batch_size"),
+        (DivergedError("loss became nan at step 3: lower optimizer.lr"), "loss became nan at step 3"),
+        (UserError("dataset.path is required"), "dataset.path is required"),
+        (KeyError("boom"), "KeyError: 'boom'"),
+    ],
+)
+def test_failure_reasons_are_one_line_with_the_fix(error: Exception, reason: str) -> None:
+    assert failure_reason(error).startswith(reason)
+    assert "\n" not in failure_reason(error)
+
+
+def test_parallel_jobs_share_the_cores() -> None:
+    cores = usable_cores()
+    assert job_threads(OmegaConf.create({"n_jobs": 2})) == max(1, cores // 2)
+    assert job_threads(OmegaConf.create({"n_jobs": -1})) in (1, None)  # every core busy: one thread each
+    assert job_threads(OmegaConf.create({"cpus_per_task": 8, "tasks_per_node": 1})) == 8  # submitit asks for them
+    assert job_threads(OmegaConf.create({})) is None  # the basic launcher: one job at a time, every core
+
+
+def test_a_result_file_round_trips_and_guards_its_dir(tmp_path: Path) -> None:
+    write_result(tmp_path, JobResult(FINISHED, ["optimizer.lr=0.1", "model=cnn"], "val/acc", value=0.9, job=3))
+    result = read_result(tmp_path)
+    assert result.objective == 0.9 and result.job == 3
+    check_same_job(result, ["model=cnn", "optimizer.lr=0.1"], tmp_path)  # order does not matter
+    with pytest.raises(UserError, match="already holds a different job"):
+        check_same_job(result, ["model=mlp", "optimizer.lr=0.1"], tmp_path)
+    assert math.isnan(JobResult(FAILED, [], "val/acc", value=0.5).objective), "a failed trial is NaN to Optuna"
