@@ -68,8 +68,8 @@ def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Pat
     assert parent.data.tags["best_child_run_id"] == children[0].info.run_id
 
 
-def start_sweep(cwd: Path, *overrides: str) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "train.py"), "-m", "trainer.progress=false", *QUICK, *overrides]
+def start_training(cwd: Path, *arguments: str) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", *QUICK, *arguments]
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
@@ -88,7 +88,7 @@ def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180) -> No
 def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     command = ["optimizer.lr=0.01,0.003", "trainer.epochs=12", "dataset.batch_size=32", f"hydra.sweep.dir={sweep_dir}"]
-    kill_when(start_sweep(tmp_path, *command), sweep_dir / "1" / "checkpoints" / "last.pt")
+    kill_when(start_training(tmp_path, "-m", *command), sweep_dir / "1" / "checkpoints" / "last.pt")
     jobs = results(sweep_dir)
     assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "RUNNING"
     client, parent, before = sweep_runs(tmp_path)
@@ -96,7 +96,7 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
 
     result = train("-m", *QUICK, *command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "job 0 finished before" in result.stdout + result.stderr
+    assert f"{sweep_dir / '0'} finished before" in result.stdout + result.stderr
     assert f"Resuming {sweep_dir / '1'} after epoch" in result.stdout
 
     client, resumed_parent, after = sweep_runs(tmp_path)
@@ -109,6 +109,18 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     other = train("-m", *QUICK, "optimizer.lr=0.1,0.01", *command[1:], cwd=tmp_path)  # another grid, same dir
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1].startswith(f"error: {sweep_dir / '0'} already holds a different job")
+
+
+def test_a_killed_single_run_resumes_in_its_run_dir(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = ["trainer.epochs=8", "dataset.batch_size=32", f"hydra.run.dir={run_dir}"]
+    kill_when(start_training(tmp_path, *command), run_dir / "checkpoints" / "last.pt")
+    result = train(*QUICK, *command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming {run_dir} after epoch" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED" and epochs_logged(client, run.info.run_id) == list(range(1, 9))
 
 
 def test_submitit_local_runs_the_sweep_in_its_own_processes(tmp_path: Path) -> None:
@@ -133,7 +145,7 @@ def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) ->
     sweep_dir = tmp_path / "search"
     command = ["hparams_search=digits_mlp", "hydra.sweeper.n_trials=3", "optimizer.lr=tag(log,interval(1e-3,1e-2))",
                "trainer.epochs=12", "dataset.batch_size=32", f"hydra.sweep.dir={sweep_dir}"]
-    kill_when(start_sweep(tmp_path, *command), sweep_dir / "1" / "checkpoints" / "last.pt")
+    kill_when(start_training(tmp_path, "-m", *command), sweep_dir / "1" / "checkpoints" / "last.pt")
     states = [trial.state.name for trial in study(tmp_path, "digits_mlp").trials]
     assert states == ["COMPLETE", "RUNNING"]
 

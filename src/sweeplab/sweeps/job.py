@@ -44,7 +44,7 @@ def run_job(cfg: DictConfig, contain_failures: bool) -> float:
     if previous:
         check_same_job(previous, job["overrides"], run_dir)
         if previous.status == FINISHED:
-            log.info(f"job {job['num']} finished before ({previous.metric} {previous.value:.4g}): skipped")
+            log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")
             return previous.objective
     share_cores(job["threads"])
     result = JobResult(RUNNING, job["overrides"], cfg.optimized_metric, job=job["num"])
