@@ -58,7 +58,7 @@ class SweepTracking(Callback):
         overrides = list(config.hydra.overrides.task)
         tags = {
             SWEEP_DIR_TAG: str(sweep_dir),
-            "sweeplab.overrides": shlex.join(overrides),
+            OVERRIDES_TAG: shlex.join(overrides),
             SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
             OPTIMIZED_TAG: config.optimized_metric,
         }
