@@ -11,8 +11,9 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from sweeplab.cli.train import config_dir
-from sweeplab.config import check_ranges, metric_mode
+from sweeplab.config.checks import check_ranges
 from sweeplab.errors import UserError
+from sweeplab.vocabulary import metric_mode
 
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")
 # Options whose yaml leaves a key for the user to fill in (`???`).

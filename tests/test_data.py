@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from data_formats import CIFAR_CLASSES, MNIST_FILES, write_cifar10, write_image_folder, write_mnist
-from sweeplab.config import AugmentConfig, DatasetConfig
+from sweeplab.config.schema import AugmentConfig, DatasetConfig
 from sweeplab.data import build_data, load_splits
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import LoaderBatches, TensorBatches, make_batches

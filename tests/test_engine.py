@@ -13,8 +13,8 @@ from torch.utils.data import TensorDataset
 
 from data_formats import class_images
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
-from sweeplab.checkpoint import BEST, LAST, load_checkpoint, load_state_file, save_checkpoint
-from sweeplab.config import AugmentConfig, ModelConfig
+from sweeplab.checkpoint import load_checkpoint, load_state_file, save_checkpoint
+from sweeplab.config.schema import AugmentConfig, MLPConfig
 from sweeplab.console import ProgressBar, print_summary
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import TensorBatches
@@ -23,6 +23,8 @@ from sweeplab.engine import Callback, DivergedError, EpochMetrics, Trainer
 from sweeplab.errors import UserError
 from sweeplab.models import build_model
 from sweeplab.optim import build_optimizer, build_scheduler
+from sweeplab.vocabulary import BEST_CHECKPOINT as BEST
+from sweeplab.vocabulary import LAST_CHECKPOINT as LAST
 
 CPU = torch.device("cpu")
 CLASSES = 4
@@ -38,7 +40,7 @@ def learnable(n: int, seed: int) -> TensorDataset:
 
 def make_trainer(epochs: int = 3, lr: float = 1e-2, callbacks: list[Callback] | None = None, **options) -> Trainer:
     torch.manual_seed(0)
-    model = build_model(OmegaConf.structured(ModelConfig(name="mlp", hidden=[32])), (1, 8, 8), CLASSES)
+    model = build_model(OmegaConf.structured(MLPConfig(hidden=[32])), (1, 8, 8), CLASSES)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     train = TensorBatches(learnable(128, 0), 16, True, CPU, seed=0)
     return Trainer(

@@ -11,19 +11,24 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from sweeplab.checkpoint import save_checkpoint
-from sweeplab.config import ModelConfig
+from sweeplab.config.schema import CNNConfig, MLPConfig, TorchvisionConfig
 from sweeplab.errors import UserError
-from sweeplab.models import build_model, drop_aux_heads, head_of
+from sweeplab.models import build_model
+from sweeplab.models.vision import drop_aux_heads
+from sweeplab.models.weights import head_of
 from sweeplab.optim import build_optimizer
 
 DIGITS = (1, 8, 8)
 CIFAR = (3, 32, 32)
 
 
-def model_cfg(name: str, **overrides) -> ModelConfig:
-    """What Hydra hands build_model: the structured config, with the yaml presets' min_size."""
-    min_size = 0 if name in ("mlp", "cnn") else 32
-    return OmegaConf.structured(ModelConfig(name=name, **{"min_size": min_size, **overrides}))
+def model_cfg(name: str, **overrides):
+    """What Hydra hands build_model: the model's own structured config (its schema), as the yaml presets make it."""
+    if name == "mlp":
+        return OmegaConf.structured(MLPConfig(**overrides))
+    if name == "cnn":
+        return OmegaConf.structured(CNNConfig(**overrides))
+    return OmegaConf.structured(TorchvisionConfig(name=name, **overrides))
 
 
 def logits(model: nn.Module, image_shape: tuple[int, int, int], n: int = 3) -> torch.Tensor:

@@ -19,8 +19,10 @@ from PIL import Image
 from sweeplab.checkpoint import load_checkpoint
 from sweeplab.cli.main import main
 from sweeplab.data import load_splits
-from sweeplab.export import Preprocessing, export_onnx, rebuild_model
+from sweeplab.export.after_the_fact import export_and_verify as export_onnx
 from sweeplab.predict import decoder, read_image
+from sweeplab.runs.classifier import rebuild_classifier
+from sweeplab.runs.preprocessing import Preprocessing
 from trained_runs import REPO, RUNS
 
 # One run per way the data was decoded: one channel in memory, RGB in memory, an image folder.
@@ -117,7 +119,7 @@ def test_probabilities_are_the_models_on_evaluation_inputs(trained_run, tmp_path
     for i, image in enumerate(images):
         files.append(str(tmp_path / f"val_{i}.png"))
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(files[-1])
-    expected = rebuild_model(payload)(Preprocessing.from_checkpoint(payload).normalize(images)).softmax(1)
+    expected = rebuild_classifier(payload)(images).softmax(1)  # the run's classifier on the uint8 images
 
     code, entries, _ = predict_json(capsys, "--run", str(run_dir), *files, "--top-k", "100")
     assert code == 0

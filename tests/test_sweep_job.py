@@ -11,8 +11,10 @@ from omegaconf import OmegaConf
 
 from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError
-from sweeplab.sweeps.job import failure_reason, job_threads, usable_cores
-from sweeplab.sweeps.results import FAILED, FINISHED, JobResult, check_same_job, read_result, write_result
+from sweeplab.hydra_job import job_threads, usable_cores
+from sweeplab.sweeps.job import failure_reason
+from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
+from sweeplab.vocabulary import FAILED, FINISHED
 
 
 @pytest.mark.parametrize(

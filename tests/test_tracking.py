@@ -11,11 +11,12 @@ from mlflow import MlflowClient
 
 from mlflow_server import free_port
 from sweeplab.errors import UserError
-from sweeplab.tracking.metadata import MAX_PARAM_LENGTH, flatten
+from sweeplab.tracking.client import ensure_experiment
+from sweeplab.tracking.metadata import flatten
 from sweeplab.tracking.session import job_name
-from sweeplab.tracking.store import check_reachable, ensure_experiment, experiment_name, resolve_uri
+from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.tracking.sweep import log_sweep_summary, markdown_table
-from sweeplab.tracking.tags import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
+from sweeplab.vocabulary import MAX_PARAM_LENGTH, OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
 
 
 def test_default_store_is_an_absolute_sqlite_file_in_the_current_dir(tmp_path, monkeypatch) -> None:

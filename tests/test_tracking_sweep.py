@@ -22,12 +22,14 @@ SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
 
 @pytest.fixture(scope="module")
 def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
-    """`python train.py -m optimizer.lr=1e-2,1e-3 model=mlp,cnn` in 2 joblib workers, 1 epoch each."""
+    """`python train.py -m optimizer.lr=1e-2,1e-3 model=mlp,cnn` in 2 joblib workers, 1 epoch each.
+
+    The sweep exports its best job at its end, and logs (and registers) that job's model."""
     cwd = tmp_path_factory.mktemp("sweep")
     result = train(
         "-m", "optimizer.lr=1e-2,1e-3", "model=mlp,cnn", "trainer.epochs=1", f"tracking.uri={mlflow_server.uri}",
         f"tracking.experiment={EXPERIMENT}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "tracking.tensorboard=true", "export.onnx=false", "tracking.register_model=digits-sweep", cwd=cwd,
+        "tracking.tensorboard=true", "tracking.register_model=digits-sweep", cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(mlflow_server.uri)
@@ -67,7 +69,7 @@ def test_children_carry_params_tags_and_metrics(sweep: dict) -> None:
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val/acc")] == [1]
 
 
-def test_children_carry_artifacts_and_a_model(sweep: dict) -> None:
+def test_children_carry_artifacts_and_the_best_one_a_model(sweep: dict) -> None:
     client: MlflowClient = sweep["client"]
     child = sweep["children"][0]
     paths = {a.path for folder in ("", "figures", "checkpoints", ".hydra")
@@ -76,23 +78,43 @@ def test_children_carry_artifacts_and_a_model(sweep: dict) -> None:
                      "checkpoints/best.pt", ".hydra/config.yaml", ".hydra/overrides.yaml",
                      "tensorboard"):
         assert expected in paths, paths
+    best = best_child(sweep)
+    assert best.data.metrics["best/val/acc"] == max(c.data.metrics["best/val/acc"] for c in sweep["children"])
+    assert best.data.metrics["onnx/max_abs_diff"] <= 1e-4 and best.data.metrics["onnx/argmax_agreement"] == 1
     models = client.search_logged_models([sweep["experiment"].experiment_id])
-    assert {m.source_run_id for m in models} == {c.info.run_id for c in sweep["children"]}
+    assert {m.source_run_id for m in models} == {best.info.run_id}, "only the best job is exported and logged"
     versions = client.search_model_versions("name = 'digits-sweep'")
-    assert {v.run_id for v in versions} == {c.info.run_id for c in sweep["children"]}
+    assert {v.run_id for v in versions} == {best.info.run_id}
 
 
-def test_logged_model_loads_with_a_dynamic_batch(sweep: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def best_child(sweep: dict):
+    """The job the sweep exported (the parent says which)."""
+    exported = sweep["parent"].data.tags["sweeplab.exported_job"]
+    (child,) = [c for c in sweep["children"] if c.data.tags["sweep.job"] == exported]
+    return child
+
+
+def test_logged_model_takes_raw_images_through_pyfunc(sweep: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What MLflow serves: uint8 images as they are (N, C, H, W), normalized inside; the run's own logits."""
     import mlflow
+    import numpy as np
     import torch
 
-    child = sweep["children"][0]
+    from sweeplab.checkpoint import load_checkpoint
+    from sweeplab.runs.classifier import rebuild_classifier
+
+    best = best_child(sweep)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep["uri"])  # restored after the test (set_tracking_uri sets it too)
     mlflow.set_tracking_uri(sweep["uri"])
-    model_id = next(m.model_id for m in sweep["client"].search_logged_models([sweep["experiment"].experiment_id])
-                    if m.source_run_id == child.info.run_id)
-    model = mlflow.pytorch.load_model(f"models:/{model_id}")
-    assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    (logged,) = sweep["client"].search_logged_models([sweep["experiment"].experiment_id])
+    model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    logits = model.predict(images)
+    logits = np.asarray(logits["logits"] if isinstance(logits, dict) else logits)
+    checkpoint = load_checkpoint(Path(best.data.tags["hydra.output_dir"]) / "checkpoints" / "best.pt")
+    expected = rebuild_classifier(checkpoint)(torch.from_numpy(images)).detach().numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert model.metadata.metadata["sweeplab_preprocessing"]["classes"] == checkpoint["classes"]
 
 
 def test_parent_holds_the_summary(sweep: dict, tmp_path: Path) -> None:

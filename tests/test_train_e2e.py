@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from data_formats import CIFAR_CLASSES, write_cifar10
-from sweeplab.checkpoint import BEST, LAST, load_checkpoint
-from sweeplab.config import ModelConfig
-from sweeplab.models import build_model
+from sweeplab.checkpoint import load_checkpoint
+from sweeplab.runs.classifier import rebuild_model
+from sweeplab.vocabulary import BEST_CHECKPOINT as BEST
+from sweeplab.vocabulary import LAST_CHECKPOINT as LAST
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "train.py"
@@ -56,9 +56,7 @@ def trained(cwd: Path, *overrides: str, **options) -> dict:
 
 def assert_rebuilds(checkpoint: dict) -> None:
     """Later tools rebuild the model from the checkpoint alone: config, input shape, classes."""
-    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), checkpoint["config"]["model"])
-    model = build_model(model_cfg, tuple(checkpoint["input"]["shape"]), len(checkpoint["classes"]))
-    model.load_state_dict(checkpoint["model"])
+    rebuild_model(checkpoint)  # the config's model, built for the input shape and classes, takes the weights
     assert all(math.isfinite(value) for value in checkpoint["metrics"].values())
 
 

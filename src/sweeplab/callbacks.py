@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sweeplab.checkpoint import BEST, LAST, copy_checkpoint, save_checkpoint
+from sweeplab.checkpoint import copy_checkpoint, save_checkpoint
 from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.vocabulary import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 
 class BestTracker(Callback):
@@ -37,9 +38,9 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict()}
-        save_checkpoint(payload, self.folder / LAST)
+        save_checkpoint(payload, self.folder / LAST_CHECKPOINT)
         if self.tracker.best_epoch == metrics.epoch:
-            copy_checkpoint(self.folder / LAST, self.folder / BEST)
+            copy_checkpoint(self.folder / LAST_CHECKPOINT, self.folder / BEST_CHECKPOINT)
 
 
 class EarlyStopping(Callback):

@@ -9,21 +9,19 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sweeplab.atomic import write_atomically
 from sweeplab.errors import UserError, first_line
-
-LAST = "last.pt"
-BEST = "best.pt"
+from sweeplab.vocabulary import BEST_CHECKPOINT
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    _write_atomically(path, lambda temporary: torch.save(payload, temporary))
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
@@ -39,18 +37,7 @@ def copy_checkpoint(source: Path, target: Path) -> None:
         except OSError:
             shutil.copyfile(source, temporary)
 
-    _write_atomically(target, link)
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only left over when writing failed
+    write_atomically(target, link)
 
 
 def load_state_file(path: Path) -> dict[str, Any]:
@@ -67,5 +54,7 @@ def load_state_file(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     payload = load_state_file(path)
     if not {"model", "config", "classes"} <= payload.keys():
-        raise UserError(f"{path} is a state_dict, not a sweeplab checkpoint: pass a run's checkpoints/{BEST}")
+        raise UserError(
+            f"{path} is a state_dict, not a sweeplab checkpoint: pass a run's checkpoints/{BEST_CHECKPOINT}"
+        )
     return payload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -20,6 +21,20 @@ def resolve_device(kind: str) -> torch.device:
     return torch.device(kind)
 
 
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """Fast (the default): cuDNN benchmarks convolution algorithms per shape and float32 matmuls use TF32 on
+    GPUs that have it. Deterministic: deterministic algorithms, no benchmark, full float32, so the same seed
+    gives the same run on a GPU too. The CPU's defaults are left as they are: its runs are reproducible anyway."""
+    if device.type == "cpu":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.set_float32_matmul_precision("highest" if deterministic else "high")
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass (bf16/fp16); a no-op at full precision."""
     if precision not in AUTOCAST_DTYPES:
@@ -28,5 +43,5 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
-    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
+    """fp16 gradients underflow without loss scaling (on the GPUs: CUDA and MPS); bf16 and fp32 need none."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type in ("cuda", "mps"))

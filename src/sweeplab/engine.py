@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sweeplab.device import autocast, grad_scaler
+from sweeplab.vocabulary import EPOCH_SECONDS, IMAGES_PER_SECOND, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
 
 
 class DivergedError(RuntimeError):
@@ -35,8 +36,11 @@ class EpochMetrics:
     images_per_second: float
 
     def as_dict(self) -> dict[str, float]:
-        """Metric names as logged and as `optimized_metric` names them (val/acc, train/loss, ...)."""
-        return {key.replace("_", "/", 1): value for key, value in asdict(self).items() if key != "epoch"}
+        """By the names runs log them under and `optimized_metric` uses (val/acc, train/loss, ...)."""
+        return {
+            TRAIN_LOSS: self.train_loss, TRAIN_ACC: self.train_acc, VAL_LOSS: self.val_loss, VAL_ACC: self.val_acc,
+            LR: self.lr, EPOCH_SECONDS: self.seconds, IMAGES_PER_SECOND: self.images_per_second,
+        }
 
 
 class Callback:

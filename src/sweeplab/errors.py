@@ -21,6 +21,11 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def typed_line(error: BaseException, limit: int = 500) -> str:
+    """`Type: first line` for a run's record, where the type says what kind of failure it was."""
+    return f"{type(error).__name__}: {first_line(error)}"[:limit]
+
+
 def config_error_line(error: BaseException) -> str:
     """Hydra's composition error in one line: its message, its cause's, and the options it lists."""
     text = str(error).strip()
@@ -29,7 +34,7 @@ def config_error_line(error: BaseException) -> str:
         parts.append(first_line(error.__cause__))
     listed = re.search(r"Available options in '[^']*':\n(.*?)(?:\nConfig search path|\Z)", text, re.S)
     if listed:
-        options = [o.strip() for o in listed.group(1).splitlines() if o.strip() and not o.strip().startswith("base_")]
+        options = [option.strip() for option in listed.group(1).splitlines() if option.strip()]
         parts.append(f"choose one of {', '.join(options)}")
     return ": ".join(parts)
 

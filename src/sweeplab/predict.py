@@ -1,9 +1,9 @@
 """Classify image files with a trained run, through PyTorch (its checkpoint) or onnxruntime (its export).
 
 Both backends share one path from file to probabilities: decode the picture the way the data
-was decoded (mode, size), normalize with the evaluation code, run the backend, softmax, top-k.
-So they can only differ by the network itself, which the export verified. A bad file becomes
-an error line for that file; the other files are still classified.
+was decoded (mode, size) into uint8, run the backend (which normalizes inside, as the exported
+model does), softmax, top-k. So they can only differ by the network itself, which the export
+verified. A bad file becomes an error line for that file; the other files are still classified.
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from sweeplab.checkpoint import load_checkpoint
+from sweeplab.data.sources import folder_decoder
 from sweeplab.errors import UserError, first_line
-from sweeplab.export import INPUT_NAME, OUTPUT_NAME, Preprocessing
-
-if TYPE_CHECKING:
-    import torch
+from sweeplab.runs.classifier import rebuild_classifier
+from sweeplab.runs.preprocessing import Preprocessing
+from sweeplab.vocabulary import ONNX_INPUT, ONNX_OUTPUT
 
 BATCH_SIZE = 32  # images decoded and classified at once: bounded memory for folders of photos
 
@@ -38,7 +42,7 @@ class Prediction:
 
 @dataclass
 class Classifier:
-    """A backend: normalized float NCHW -> logits, with the preprocessing it was trained with."""
+    """A backend: uint8 NCHW images -> logits, with the preprocessing its pictures need."""
 
     preprocessing: Preprocessing
     logits: Callable[[torch.Tensor], torch.Tensor]
@@ -46,13 +50,8 @@ class Classifier:
 
 
 def torch_classifier(checkpoint: Path) -> Classifier:
-    import torch
-
-    from sweeplab.checkpoint import load_checkpoint
-    from sweeplab.export import rebuild_model
-
     payload = load_checkpoint(checkpoint)
-    model = rebuild_model(payload)
+    model = rebuild_classifier(payload)
 
     def logits(inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -63,8 +62,7 @@ def torch_classifier(checkpoint: Path) -> Classifier:
 
 def onnx_classifier(onnx_file: Path) -> Classifier:
     """An .onnx file exported by sweeplab: its preprocessing file must sit beside it and fit its input."""
-    import onnxruntime
-    import torch
+    import onnxruntime  # only for this backend
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     unloadable = (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NotImplemented)
@@ -78,7 +76,7 @@ def onnx_classifier(onnx_file: Path) -> Classifier:
     check_onnx_signature(session, preprocessing, onnx_file)
 
     def logits(inputs: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: inputs.numpy()})[0])
+        return torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: inputs.numpy()})[0])
 
     return Classifier(preprocessing, logits, str(onnx_file))
 
@@ -87,20 +85,16 @@ def check_onnx_signature(session, preprocessing: Preprocessing, onnx_file: Path)
     """Refuse a model whose input is not the images its preprocessing file describes (any batch size)."""
     takes = [(i.name, list(i.shape[1:])) for i in session.get_inputs()]
     returns = [o.name for o in session.get_outputs()]
-    wanted = [(INPUT_NAME, preprocessing.shape)]
-    if takes != wanted or returns != [OUTPUT_NAME]:
+    wanted = [(ONNX_INPUT, preprocessing.shape)]
+    if takes != wanted or returns != [ONNX_OUTPUT]:
         raise UserError(
             f"{onnx_file} takes {takes} and returns {returns}, but its preprocessing file describes "
-            f"{wanted} -> {[OUTPUT_NAME]}: pass the model that `sweeplab export` wrote with that file"
+            f"{wanted} -> {[ONNX_OUTPUT]}: pass the model that `sweeplab export` wrote with that file"
         )
 
 
 def decoder(preprocessing: Preprocessing) -> Callable:
     """PIL image -> uint8 CHW exactly as the data was decoded (a resize, or the image-folder decoder)."""
-    from torchvision.transforms import v2
-
-    from sweeplab.data.sources import folder_decoder
-
     if preprocessing.resize is None:
         return folder_decoder(preprocessing.image_size, preprocessing.crop_size)  # type: ignore[arg-type]
     return v2.Compose([v2.Resize(preprocessing.resize), v2.PILToTensor()])
@@ -108,8 +102,6 @@ def decoder(preprocessing: Preprocessing) -> Callable:
 
 def read_image(path: Path, mode: str):
     """Any picture PIL reads (RGBA, palette, grayscale, CMYK, ...) converted to the data's mode."""
-    from PIL import Image
-
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -123,8 +115,6 @@ def read_image(path: Path, mode: str):
 
 def image_files(arguments: Iterable[Path]) -> list[Path]:
     """Files as given; a folder stands for the images under it (by extension, sorted)."""
-    from PIL import Image
-
     extensions = set(Image.registered_extensions())
     files: list[Path] = []
     for argument in arguments:
@@ -147,8 +137,6 @@ def predict(classifier: Classifier, files: list[Path], top_k: int = 5) -> list[P
 
 
 def predict_batch(classifier: Classifier, files: list[Path], top_k: int) -> list[Prediction]:
-    import torch
-
     preprocessing = classifier.preprocessing
     decode = decoder(preprocessing)
     predictions = [Prediction(str(path)) for path in files]
@@ -161,7 +149,7 @@ def predict_batch(classifier: Classifier, files: list[Path], top_k: int) -> list
             prediction.error = str(error)
     if not images:
         return predictions
-    probabilities = classifier.logits(preprocessing.normalize(torch.stack(images))).float().softmax(dim=1)
+    probabilities = classifier.logits(torch.stack(images)).float().softmax(dim=1)
     best = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     for prediction, values, indices in zip(readable, best.values.tolist(), best.indices.tolist(), strict=True):
         prediction.classes = [preprocessing.classes[i] for i in indices]

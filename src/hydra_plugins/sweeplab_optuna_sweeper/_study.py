@@ -12,14 +12,14 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from sweeplab.vocabulary import metric_mode
+
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 class ResumableStudy(OptunaSweeperImpl):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from sweeplab.config import metric_mode
-
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.direction = "maximize" if metric_mode(config.optimized_metric) == "max" else "minimize"
 

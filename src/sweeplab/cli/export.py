@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sweeplab.config import ExportConfig
+from sweeplab.config.schema import ExportConfig
+from sweeplab.vocabulary import EXPORT_DIR, ONNX_ARGMAX_AGREEMENT, ONNX_MAX_ABS_DIFF, ONNX_NUM_IMAGES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,23 +33,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sweeplab.console import results_console
-    from sweeplab.export import ExportParityError, export_onnx, find_checkpoint, log_to_mlflow
+    from sweeplab.export.after_the_fact import export_and_verify
+    from sweeplab.runs.resolve import find_checkpoint
 
     target = find_checkpoint(args.target, args.uri)
-    out_dir = args.out or target.run_dir / "export"
-    try:
-        report = export_onnx(
-            target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs, args.data_dir
-        )
-    except ExportParityError as error:
-        log_to_mlflow(target, error.report)
-        raise
-    log_to_mlflow(target, report)
+    out_dir = args.out or target.run_dir / EXPORT_DIR
+    record = None
+    if target.run_id:  # the results go back to the MLflow run the user named
+        from sweeplab.tracking.session import log_export_to_run
+
+        def record(export_record) -> None:
+            log_export_to_run(target.tracking_uri, target.run_id, str(target.run_dir), export_record)
+
+    report = export_and_verify(target.checkpoint, out_dir, args.tolerance, args.num_images, args.random_inputs,
+                               args.data_dir, record)
     checked = "random images" if args.random_inputs else "validation images"
     lines = [
         f"Exported {target.checkpoint} to {report.files[0]}",
-        f"  verified on {report.metrics['onnx/num_images']:.0f} {checked}: max |logit difference| "
-        f"{report.metrics['onnx/max_abs_diff']:.2g}, argmax agreement {report.metrics['onnx/argmax_agreement']:.0%}",
+        f"  verified on {report.metrics[ONNX_NUM_IMAGES]:.0f} {checked}: max |logit difference| "
+        f"{report.metrics[ONNX_MAX_ABS_DIFF]:.2g}, argmax agreement {report.metrics[ONNX_ARGMAX_AGREEMENT]:.0%}",
         *(f"  with {file}" for file in report.files[1:]),
     ]
     results_console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)

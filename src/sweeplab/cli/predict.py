@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from sweeplab.errors import UserError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,9 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeplab.errors import UserError
-    from sweeplab.export import find_checkpoint
     from sweeplab.predict import image_files, onnx_classifier, predict, torch_classifier
+    from sweeplab.runs.resolve import find_checkpoint
 
     if args.top_k < 1:
         raise UserError(f"--top-k {args.top_k} is invalid: show at least 1 class")

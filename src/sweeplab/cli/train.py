@@ -1,7 +1,8 @@
 """`python train.py` / `sweeplab-train`: compose the config with Hydra and run one training job.
 
-Only Hydra and the config schema are imported at start-up; torch is imported when a job runs,
-so `--help` and config errors come back fast.
+The main path's two hops: this Hydra main -> sweeplab.train.train. Only Hydra and the config schema
+are imported at start-up; the hop to train (torch) is deferred to when a job runs, so `--help` and
+config errors come back fast and never load torch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeplab.config import TRUSTED_TARGETS, register_configs
+from sweeplab.background import job_recorder
+from sweeplab.config.schema import TRUSTED_TARGETS, register_configs
 from sweeplab.errors import UserError, config_error_line, exit_on_user_error
+from sweeplab.hydra_job import current_hydra_job
 
 
 def config_dir() -> str:
@@ -33,16 +36,15 @@ register_configs()
 
 @hydra.main(config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
-    """One job. A sweep job's failure is recorded and the sweep goes on (sweeplab.sweeps); a single
-    run exits at once, with one line for a user error."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    """One job (a single run, or one of a sweep's): sweeplab.train.train.
 
-    from sweeplab.sweeps.job import run_job
+    A single run's user error is one line here, inside the job: Hydra would wrap it in its own report.
+    """
+    job = current_hydra_job()
+    job_recorder(cfg, job)  # the recorder imports mlflow & co. while this process imports torch
+    from sweeplab.train import train  # the deferred hop
 
-    if HydraConfig.get().mode == RunMode.RUN:
-        return exit_on_user_error(run_job)(cfg, contain_failures=False)
-    return run_job(cfg, contain_failures=True)
+    return train(cfg) if job.multirun else exit_on_user_error(train)(cfg)
 
 
 @exit_on_user_error

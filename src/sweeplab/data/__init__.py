@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sweeplab.config import TRUSTED_TARGETS, DatasetConfig
+from sweeplab.config.schema import TRUSTED_TARGETS, DatasetConfig
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import make_batches
 from sweeplab.data.sources import Splits
@@ -49,7 +49,7 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_las
     return Data(
         train=make_batches(splits.train, cfg.batch_size, True, device, seed, cfg.num_workers),
         val=make_batches(splits.val, eval_batch_size, False, device, seed, cfg.num_workers),
-        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, channels_last),
+        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, channels_last, device),
         classes=splits.classes,
         image_shape=splits.image_shape,
     )

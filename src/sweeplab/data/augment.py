@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from sweeplab.config import AugmentConfig
+from sweeplab.config.schema import AugmentConfig
+
+
+class Normalize(nn.Module):
+    """uint8 NCHW (0..255) -> float normalized with the data's mean/std.
+
+    A module, so its constants live on the device once, and so exported models can carry it:
+    they take the images as they are (sweeplab.runs.classifier).
+    """
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float().div(255) - self.mean) / self.std
 
 
 class BatchPreprocess:
     """uint8 NCHW -> normalized float; random crop (with padding) and flips only in training."""
 
-    def __init__(self, mean: list[float], std: list[float], augment: AugmentConfig, channels_last: bool = False):
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+    def __init__(self, mean: list[float], std: list[float], augment: AugmentConfig, channels_last: bool = False,
+                 device: torch.device | str = "cpu"):
+        self.normalize = Normalize(mean, std).to(device)  # its constants live where the batches do
         self.augment = augment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        x = images.float().div_(255)
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        x = self.normalize(images)
         if train:
             x = self.random_augment(x)
         return x.contiguous(memory_format=self.memory_format)

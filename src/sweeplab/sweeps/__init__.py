@@ -1,4 +1,3 @@
-"""Sweeps that survive failures and resume: each job's outcome on disk, checked and summarized by Hydra callbacks."""
-
-# Our Optuna sweeper (hydra_plugins/sweeplab_optuna_sweeper): it numbers jobs by trial and resumes studies.
-OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.ResumableOptunaSweeper"
+"""Sweeps that survive failures and resume: each job's outcome on disk (results.py), the wrapper around every
+job (job.py), the config check before launching (preflight.py), the Hydra callbacks (callbacks.py) and the
+end-of-sweep table (table.py)."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeplab.config.checks import check_ranges
 from sweeplab.errors import UserError, config_error_line
 from sweeplab.sweeps.results import check_same_job, read_result
 
@@ -22,10 +25,6 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def check_sweep(config: DictConfig) -> None:
-    from hydra import compose
-
-    from sweeplab.config import check_ranges
-
     check_resumed_jobs(config)
     overrides = {o.get_key_element(): o for o in sweep_overrides(config)}  # the command line wins over presets
     fixed = [o.input_line for o in overrides.values() if not o.is_sweep_override()]
@@ -41,8 +40,6 @@ def check_sweep(config: DictConfig) -> None:
 
 def check_resumed_jobs(config: DictConfig) -> None:
     """A grid re-run in an existing sweep dir must be the same grid: job N goes to the dir of job N."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
     sweep_dir = Path(config.hydra.sweep.dir)
     if config.hydra.sweeper._target_ != BASIC_SWEEPER or not sweep_dir.is_dir():
         return

@@ -2,19 +2,22 @@
 
 `result.json` says RUNNING while a job trains, then FINISHED (with the best value of the optimized
 metric), FAILED (with the reason) or KILLED. A job killed outright (SIGKILL, a lost node) stays
-RUNNING on disk, which is how a re-run of the sweep knows to continue it.
+RUNNING on disk, which is how a re-run of the sweep knows to continue it. The final status is
+written by the recorder after the run's MLflow record is complete (sweeplab.sweeps.job), so a job
+that says FINISHED is never missing its record.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-RESULT_FILE = "result.json"
-FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+from sweeplab.atomic import write_text_atomically
+from sweeplab.errors import UserError
+from sweeplab.ranking import best_first
+from sweeplab.vocabulary import FINISHED, RESULT_FILE
 
 
 @dataclass
@@ -33,11 +36,8 @@ class JobResult:
         return self.value if self.status == FINISHED and self.value is not None else math.nan
 
 
-def write_result(run_dir: Path, result: JobResult) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    temporary = run_dir / f".{RESULT_FILE}.tmp"
-    temporary.write_text(json.dumps(asdict(result), indent=1))
-    os.replace(temporary, run_dir / RESULT_FILE)
+def write_result(run_dir: str, result: JobResult) -> None:
+    write_text_atomically(Path(run_dir) / RESULT_FILE, json.dumps(asdict(result), indent=1))
 
 
 def read_result(run_dir: Path) -> JobResult | None:
@@ -47,8 +47,6 @@ def read_result(run_dir: Path) -> JobResult | None:
 
 def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path) -> None:
     """A run dir is resumed only by the job that started it."""
-    from sweeplab.errors import UserError
-
     if sorted(previous.overrides) != sorted(overrides):
         raise UserError(
             f"{run_dir} already holds a different job ({' '.join(previous.overrides) or 'no overrides'}): "
@@ -62,22 +60,6 @@ def sweep_results(sweep_dir: Path) -> list[JobResult]:
     return sorted((r for r in results if r), key=lambda r: (r.job is None, r.job))
 
 
-def overrides_dict(overrides: list[str]) -> dict[str, str]:
-    """`["optimizer.lr=0.01", "+x=1"]` -> `{"optimizer.lr": "0.01", "x": "1"}`."""
-    pairs = (item.split("=", 1) for item in overrides)
-    return {key.lstrip("+~"): value for key, value in (pair for pair in pairs if len(pair) == 2)}
-
-
-def varying_keys(jobs: list[dict[str, str]]) -> list[str]:
-    """The keys whose value differs between jobs: what a sweep swept."""
-    return sorted({key for job in jobs for key in job if len({other.get(key) for other in jobs}) > 1})
-
-
 def best_result(results: list[JobResult]) -> JobResult | None:
-    from sweeplab.config import metric_mode
-
-    done = [r for r in results if r.status == FINISHED and r.value is not None]
-    if not done:
-        return None
-    pick = max if metric_mode(done[0].metric) == "max" else min
-    return pick(done, key=lambda r: r.value)
+    done = [{"result": r, "value": r.value} for r in results if r.status == FINISHED and r.value is not None]
+    return best_first(done, "value", done[0]["result"].metric)[0]["result"] if done else None

@@ -9,7 +9,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.sweeps.results import FINISHED, JobResult, best_result, overrides_dict, varying_keys
+from sweeplab.overrides import overrides_dict, varying_keys
+from sweeplab.ranking import short
+from sweeplab.sweeps.results import JobResult, best_result
+from sweeplab.vocabulary import FINISHED
 
 
 def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
@@ -33,10 +36,3 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
     console.print(table)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
 
-
-def short(value: str) -> str:
-    """Optuna's floats (0.012470427634325) as 0.01247: the table is for reading, the run keeps the full value."""
-    try:
-        return f"{float(value):.4g}" if "." in value or "e" in value.lower() else value
-    except ValueError:
-        return value

@@ -1,6 +1,7 @@
-"""MLflow tracking for runs and sweeps.
+"""MLflow tracking for runs and sweeps, across two processes (see sweeplab.background).
 
-Kept free of imports: `train.py --help` and the Hydra config path import this package (the
-sweep callback is named in conf/train.yaml), and mlflow takes seconds to import. Each module
-imports mlflow where it is used.
+In the training process, light modules only (no mlflow): handle.py (a run's handle: every call goes
+to the recorder), metrics.py (the metric buffer) and store.py (where runs go). In the recorder
+process: session.py (runs), sweep.py (a sweep's parent run and summary), figures.py and client.py,
+which import mlflow and matplotlib at their top.
 """

@@ -1,7 +1,7 @@
 """Pictures people would rather look at than read: learning curves, confusion matrix, sample grid.
 
-Built on matplotlib's object API (no pyplot): no global state and no GUI backend, so it works
-in sweep workers and on headless machines.
+Drawn in the recorder process, on matplotlib's object API (no pyplot): no global state and no GUI
+backend, so it works in sweep workers and on headless machines.
 """
 
 from __future__ import annotations
@@ -12,30 +12,45 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from sweeplab.engine import EpochMetrics
+from sweeplab.tracking.handle import FigureData
+
+GRID_IMAGES = 9  # the 3x3 sample grid
 
 
-def learning_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
+def draw_all(data: FigureData, folder: Path) -> None:
+    learning_curves(data.history, folder / "learning_curves.png")
+    confusion_matrix(data.labels, data.predictions, data.classes, folder / "confusion_matrix.png")
+    sample_grid(data.images, data.labels, data.predictions, data.classes, folder / "validation_samples.png")
+
+
+def learning_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
+    """`history`: the checkpoint's epochs (epoch, train_loss, val_acc, ...)."""
     figure = Figure(figsize=(10, 4), layout="constrained")
     loss_axes, acc_axes = figure.subplots(1, 2)
-    epochs = [m.epoch for m in history]
+    epochs = [m["epoch"] for m in history]
     for axes, name in ((loss_axes, "loss"), (acc_axes, "acc")):
         for split in ("train", "val"):
-            axes.plot(epochs, [getattr(m, f"{split}_{name}") for m in history], marker="o", label=split)
+            axes.plot(epochs, [m[f"{split}_{name}"] for m in history], marker="o", label=split)
         axes.set(xlabel="epoch", ylabel=name, title=f"{name} per epoch")
         axes.legend()
     return _save(figure, path)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str], path: Path) -> Path:
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = min(4 + 0.5 * len(classes), 20)
+    """Counts of (true, predicted) classes, each cell numbered, the diagonal what was right."""
+    n = len(classes)
+    counts = np.zeros((n, n), dtype=int)
+    np.add.at(counts, (labels, predictions), 1)
+    size = min(4 + 0.5 * n, 20)
     figure = Figure(figsize=(size, size), layout="constrained")
-    ConfusionMatrixDisplay.from_predictions(
-        labels, predictions, labels=list(range(len(classes))), display_labels=list(classes),
-        ax=figure.subplots(), colorbar=False, xticks_rotation="vertical",
-    )
+    axes = figure.subplots()
+    axes.imshow(counts, cmap="Blues")
+    for (row, col), count in np.ndenumerate(counts):
+        dark = count > counts.max() / 2
+        axes.text(col, row, str(count), ha="center", va="center", color="white" if dark else "black", fontsize=8)
+    axes.set(xticks=range(n), yticks=range(n), xlabel="predicted label", ylabel="true label")
+    axes.set_xticklabels(classes, rotation=90)
+    axes.set_yticklabels(classes)
     figure.suptitle("validation confusion matrix (best epoch)")
     return _save(figure, path)
 
@@ -44,7 +59,8 @@ def sample_grid(
     images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str], path: Path
 ) -> Path:
     """The course notes' 3x3 grid: uint8 [N, C, H, W] validation images titled true/pred, mistakes in red."""
-    figure = Figure(figsize=(7, 7.5), layout="constrained")
+    figure = Figure(figsize=(7, 7.5))  # fixed spacing: axes without ticks need no layout engine (a third faster)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.94, wspace=0.1, hspace=0.35)
     for axes, image, label, prediction in zip(figure.subplots(3, 3).flat, images, labels, predictions, strict=False):
         picture = image.transpose(1, 2, 0)
         axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray")

@@ -1,15 +1,13 @@
-"""What identifies a run: its config as params, and where/how it ran as tags."""
+"""What identifies a run: its config as params, and the code that ran as tags."""
 
 from __future__ import annotations
 
-import platform
-import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
+from sweeplab.vocabulary import GIT_COMMIT_TAG, GIT_DIRTY_TAG, MAX_PARAM_LENGTH
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -39,18 +37,4 @@ def git_state(folder: Path) -> dict[str, str]:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
         return {}
-    return {"mlflow.source.git.commit": commit, "git.dirty": str(dirty).lower()}
-
-
-def environment_tags(device: str) -> dict[str, str]:
-    import torch
-    import torchvision
-
-    return {
-        "host": socket.gethostname(),
-        "device": device,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torch.threads": str(torch.get_num_threads()),  # fewer than the cores when parallel jobs share them
-    }
+    return {GIT_COMMIT_TAG: commit, GIT_DIRTY_TAG: str(dirty).lower()}

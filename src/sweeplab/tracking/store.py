@@ -1,17 +1,15 @@
-"""Where runs go: the tracking URI, the experiment, and a reachability check before any compute."""
+"""Where runs go: the tracking URI, the experiment's name, and a reachability check before any compute.
+
+Light on purpose (the training process uses it): talking to the store is sweeplab.tracking.client's job.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from sweeplab.errors import UserError
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -42,7 +40,8 @@ def is_http(uri: str) -> bool:
 def server_error(uri: str, timeout: float = 5.0) -> str | None:
     """Why an HTTP tracking server cannot be reached (None when it answers), in a few quick seconds.
 
-    MLflow's own client retries for minutes; this answers before training starts.
+    MLflow's own client retries for minutes; this answers before training starts. (requests is
+    imported only here: a local store needs no check.)
     """
     import requests
 
@@ -64,21 +63,3 @@ def check_reachable(uri: str) -> None:
 
 def experiment_name(configured: str | None, dataset: str) -> str:
     return configured or f"sweeplab-{dataset}"
-
-
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The experiment's id, created if absent; on sqlite its artifacts go beside the database."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    db = sqlite_path(client.tracking_uri)
-    location = str(db.parent / ARTIFACTS_DIR / re.sub(r"[^\w.-]+", "_", name)) if db else None
-    return client.create_experiment(name, artifact_location=location)
-
-
-def delivery_errors() -> tuple[type[BaseException], ...]:
-    """What a tracking server that went away raises in the client (imported lazily: mlflow is heavy)."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    return MlflowException, requests.RequestException, OSError

@@ -10,21 +10,22 @@ import argparse
 import json
 from pathlib import Path
 
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
 from sweeplab.errors import UserError, exit_on_user_error
+from sweeplab.vocabulary import MAX_METRICS_PER_BATCH
 
 
 def upload(path: Path) -> str:
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
     if not path.is_file():
         raise UserError(f"no pending-upload file at {path}: pass the mlflow_pending.json a run wrote")
     pending = json.loads(path.read_text())
     client = MlflowClient(pending["tracking_uri"])
     run_id = pending["run_id"]
     metrics = [Metric(*row) for row in pending["metrics"]]
-    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
     for local, folder in pending["artifacts"]:
         (client.log_artifacts if Path(local).is_dir() else client.log_artifact)(run_id, local, folder)
     for key, value in pending["tags"].items():

@@ -1,20 +1,21 @@
 """Optional TensorBoard logging (tracking.tensorboard=true): the course notes' SummaryWriter curves,
-a batch of training images and the model graph, written in the run dir."""
+a batch of training images and the model graph, written in the run dir.
+
+Imported only when asked for (torch.utils.tensorboard imports the tensorboard package, ~1 s)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 from sweeplab.engine import Callback, EpochMetrics, Trainer
-from sweeplab.tracking.metrics import epoch_metric_values
+from sweeplab.vocabulary import STEP_LOSS
 
 
 class TensorBoardLogger(Callback):
     def __init__(self, folder: Path, sample_images: torch.Tensor, preprocess):
-        from torch.utils.tensorboard import SummaryWriter
-
         self.folder = folder
         self.writer = SummaryWriter(str(folder))
         self.sample_images = sample_images  # uint8 [N, C, H, W] on the training device
@@ -28,10 +29,10 @@ class TensorBoardLogger(Callback):
         trainer.model.train(was_training)
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
-        self.writer.add_scalar("train/step_loss", loss, trainer.step)
+        self.writer.add_scalar(STEP_LOSS, loss, trainer.step)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        for key, value in epoch_metric_values(metrics).items():
+        for key, value in metrics.as_dict().items():
             self.writer.add_scalar(key, value, metrics.epoch)
 
     def on_fit_end(self, trainer: Trainer) -> None:

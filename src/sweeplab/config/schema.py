@@ -2,8 +2,8 @@
 
 Each group option in `conf/<group>/<option>.yaml` extends one of the schemas stored here, so a
 wrong type or an unknown key fails at composition time with Hydra's message naming the key.
-Range checks that types cannot express (lr > 0, batch_size >= 1) live in `check_ranges`.
-This module must stay light: `train.py --help` imports it, and it must not import torch.
+Range checks that types cannot express (lr > 0, batch_size >= 1) live in sweeplab.config.checks.
+This package must stay light: `train.py --help` imports it, and it must not import torch.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING
 
-from sweeplab.errors import UserError
+# What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
+TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
 
 
 @dataclass
@@ -46,14 +47,37 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    # mlp, cnn, or any torchvision classification model name (vgg16, resnet18, ...).
+    """What every model has; `_target_` names the function that builds its network (sweeplab.models)."""
+
+    _target_: str = MISSING
     name: str = MISSING
-    hidden: list[int] = field(default_factory=lambda: [512, 512])
-    # torchvision weight name (DEFAULT, IMAGENET1K_V1) or a path to a state_dict file.
+    # A state_dict file (.pt/.pth) to start from; torchvision models also take a weight name (DEFAULT, ...).
     weights: str | None = None
-    freeze_backbone: bool = False
+    freeze_backbone: bool = False  # train only the classification head
     # Inputs smaller than this (per side) are upsampled on the fly; 0 keeps the data's size.
     min_size: int = 0
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    _target_: str = "sweeplab.models.course.mlp"
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    _target_: str = "sweeplab.models.course.cnn"
+    name: str = "cnn"
+    hidden: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
+class TorchvisionConfig(ModelConfig):
+    """Any torchvision classification model by name (vgg16, resnet18, efficientnet_b0, ...)."""
+
+    _target_: str = "sweeplab.models.vision.torchvision_classifier"
+    min_size: int = 32
 
 
 @dataclass
@@ -137,6 +161,8 @@ class TrainerConfig:
     early_stopping_patience: int | None = None
     log_every_n_steps: int = 50
     progress: bool = True
+    # true: deterministic algorithms, no cuDNN benchmark, no TF32 (a seed reproduces a run on a GPU too).
+    deterministic: bool = False
 
 
 @dataclass
@@ -175,7 +201,7 @@ class PathsConfig:
 @dataclass
 class TrainConfig:
     dataset: DatasetConfig = MISSING
-    model: ModelConfig = MISSING
+    model: Any = MISSING  # one of the model schemas: each model family has its own keys
     optimizer: Any = MISSING
     scheduler: Any = MISSING
     device: DeviceConfig = MISSING
@@ -188,73 +214,25 @@ class TrainConfig:
     optimized_metric: str = "val/acc"
 
 
-PRECISIONS = ("32", "bf16", "fp16")
-# What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
-TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
-DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
-METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
-
-
 def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig, replace=True)
+    """Store the schemas at the root of Hydra's config store (`<group>_<kind>_schema`), where YAML options
+    extend them (`- /model_mlp_schema@_here_`) and `--help` does not list them as options of the group."""
     schemas = {
-        "dataset": {"base_dataset": DatasetConfig},
-        "model": {"base_model": ModelConfig},
-        "optimizer": {
-            "base_sgd": SGDConfig,
-            "base_adam": AdamConfig,
-            "base_adamw": AdamWConfig,
-            "base_rmsprop": RMSpropConfig,
-        },
+        "dataset": {"dataset": DatasetConfig},
+        "model": {"mlp": MLPConfig, "cnn": CNNConfig, "torchvision": TorchvisionConfig},
+        "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "rmsprop": RMSpropConfig},
         "scheduler": {
-            "base_none": SchedulerConfig,
-            "base_step": StepSchedulerConfig,
-            "base_cosine": CosineSchedulerConfig,
-            "base_onecycle": OneCycleSchedulerConfig,
+            "none": SchedulerConfig,
+            "step": StepSchedulerConfig,
+            "cosine": CosineSchedulerConfig,
+            "onecycle": OneCycleSchedulerConfig,
         },
-        "device": {"base_device": DeviceConfig},
-        "trainer": {"base_trainer": TrainerConfig},
-        "tracking": {"base_tracking": TrackingConfig},
+        "device": {"device": DeviceConfig},
+        "trainer": {"trainer": TrainerConfig},
+        "tracking": {"tracking": TrackingConfig},
     }
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig, replace=True)
     for group, nodes in schemas.items():
-        for name, node in nodes.items():
-            cs.store(group=group, name=name, node=node, replace=True)
-
-
-def metric_mode(metric: str) -> str:
-    """Losses are minimised, everything else (accuracies) maximised."""
-    return "min" if metric.endswith("loss") else "max"
-
-
-def check_ranges(cfg: DictConfig) -> None:
-    """Fail before any compute on required keys left unset and well-typed but meaningless values."""
-    # paths holds Hydra's run-time interpolations, which resolve only inside a Hydra run.
-    groups = [key for key in cfg if key != "paths" and OmegaConf.is_config(cfg[key])]
-    missing = sorted(key for group in groups for key in OmegaConf.missing_keys(cfg[group]))
-    if missing:
-        raise UserError(f"{missing[0]} is required but not set: pass it, e.g. `{missing[0]}=...`")
-    rules = [
-        ("optimizer.lr", cfg.optimizer.lr > 0, "must be > 0"),
-        ("dataset.batch_size", cfg.dataset.batch_size >= 1, "must be >= 1"),
-        ("dataset.num_workers", cfg.dataset.num_workers >= 0, "must be >= 0"),
-        ("dataset.val_fraction", 0 < cfg.dataset.val_fraction < 1, "must be between 0 and 1"),
-        ("trainer.epochs", cfg.trainer.epochs >= 1, "must be >= 1"),
-        ("trainer.label_smoothing", 0 <= cfg.trainer.label_smoothing < 1, "must be in [0, 1)"),
-        ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
-        ("device.type", cfg.device.type in DEVICE_TYPES, f"must be one of {DEVICE_TYPES}"),
-        ("optimized_metric", cfg.optimized_metric in METRICS, f"must be one of {METRICS}"),
-        ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps >= 1, "must be >= 1"),
-        ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
-        ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
-    ]
-    if cfg.dataset.eval_batch_size is not None:
-        rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
-    if cfg.trainer.early_stopping_patience is not None:
-        rules.append(("trainer.early_stopping_patience", cfg.trainer.early_stopping_patience >= 1, "must be >= 1"))
-    if cfg.trainer.grad_clip is not None:
-        rules.append(("trainer.grad_clip", cfg.trainer.grad_clip > 0, "must be > 0 (or null)"))
-    for key, ok, requirement in rules:
-        if not ok:
-            value = OmegaConf.select(cfg, key)
-            raise UserError(f"{key}={value} is invalid: it {requirement}; override it, e.g. `{key}=...`")
+        for kind, node in nodes.items():
+            store.store(name=f"{group}_{kind}_schema", node=node, replace=True)

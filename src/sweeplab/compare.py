@@ -1,0 +1,106 @@
+"""Runs side by side: which runs (an experiment, a sweep, a filter), their rows best first, the table, and
+the command that reproduces a run. The `sweeplab compare` command (sweeplab.cli.compare) prints them."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+from rich.table import Table
+
+from sweeplab.errors import UserError
+from sweeplab.ranking import best_first, cell
+from sweeplab.runs.resolve import run_id_of
+from sweeplab.vocabulary import (
+    COMPARED,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    OPTIMIZED_TAG,
+    OVERRIDES_TAG,
+    PARENT_TAG,
+    SWEPT_TAG,
+    VAL_ACC,
+    best_metric,
+)
+
+IGNORED_PARAMS = {"paths.output_dir"}  # differs between every two runs, says nothing about them
+SHORT_ID = 8  # run id characters shown in the table; --command takes such a prefix
+
+
+def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, filter_: str, limit: int) -> list[Run]:
+    """Training runs only (a sweep's parent run holds a summary, not a model)."""
+    experiments = client.search_experiments()
+    if experiment:
+        experiments = [e for e in experiments if e.name == experiment]
+        if not experiments:
+            raise UserError(f"no experiment named {experiment!r}: `sweeplab compare` without --experiment lists all")
+    ids = [e.experiment_id for e in experiments]
+    filters = [filter_] if filter_ else []
+    if sweep == "latest":
+        parents = client.search_runs(ids, f"tags.`{SWEPT_TAG}` != ''", max_results=1, order_by=["start_time DESC"])
+        if not parents:
+            raise UserError("no sweep recorded yet: run one with `python train.py -m ...`")
+        sweep = parents[0].info.run_id
+    if sweep:
+        sweep = run_id_of(client, sweep)
+        filters.append(f"tags.`{PARENT_TAG}` = '{sweep}'")
+    try:
+        runs = client.search_runs(ids, " and ".join(filters), max_results=limit)
+    except MlflowException as error:
+        raise UserError(f"bad --filter {filter_!r}: {error.message.splitlines()[0]}") from None
+    return [r for r in runs if r.data.params]
+
+
+def comparison_rows(runs: list[Run], metrics: list[str] | None) -> list[dict[str, Any]]:
+    """run id, name, status, the params that differ between runs, the metrics; best first."""
+    optimized = runs[0].data.tags.get(OPTIMIZED_TAG, VAL_ACC)
+    sort_key = best_metric(optimized)
+    keys = sorted({key for r in runs for key in r.data.params} - IGNORED_PARAMS)
+    differing = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    columns = [sort_key, *(metrics or [m for m in COMPARED if m != sort_key])]
+    rows = [
+        {
+            "run_id": r.info.run_id,
+            "name": r.info.run_name,
+            "status": r.info.status,
+            **{k: r.data.params.get(k) for k in differing},
+            **{m: r.data.metrics.get(m) for m in columns},
+        }
+        for r in runs
+    ]
+    return best_first(rows, sort_key, optimized)
+
+
+def print_table(rows: list[dict[str, Any]], uri: str) -> None:
+    table = Table(title=f"{len(rows)} runs in {uri} (best first)", caption="`--command RUN` reproduces a run")
+    columns = [column for column in rows[0] if column != "name"]  # a sweep job's name repeats its params
+    for column in columns:
+        table.add_column("run" if column == "run_id" else column, no_wrap=True)
+    for row in rows:
+        table.add_row(row["run_id"][:SHORT_ID], *(cell(row[column]) for column in columns[1:]))
+    # Never squeeze numbers and names into wrapped fragments: let a wide table be wide.
+    console = Console()
+    unbounded = console.options.update(max_width=100_000)
+    console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+    console.print(table)
+
+
+def reproduce_command(client: MlflowClient, run_id: str) -> str:
+    """`git checkout <commit>` (when the run was tracked in a checkout) and the train.py line with its overrides;
+    for a sweep's parent run, the sweep's own command (`-m` and its comma lists)."""
+    try:
+        tags = client.get_run(run_id_of(client, run_id)).data.tags
+    except MlflowException:
+        raise UserError(f"no run {run_id} in {client.tracking_uri}: copy the id from `sweeplab compare`") from None
+    lines = []
+    if commit := tags.get(GIT_COMMIT_TAG):
+        dirty = "  # the run had uncommitted changes" if tags.get(GIT_DIRTY_TAG) == "true" else ""
+        lines.append(f"git checkout {commit}{dirty}")
+    sweep = SWEPT_TAG in tags and PARENT_TAG not in tags
+    overrides = map(shlex.quote, shlex.split(tags.get(OVERRIDES_TAG, "")))
+    lines.append(" ".join(["python train.py", *(["-m"] if sweep else []), *overrides]).strip())
+    return "\n".join(lines)

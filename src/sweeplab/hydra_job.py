@@ -1,0 +1,61 @@
+"""The Hydra job this process runs, read once into plain values (none outside a Hydra run).
+
+What the job wrapper (sweeplab.sweeps.job), the run's MLflow tags and the recorder's timing need
+to know about the job: its overrides and number, whether it is one of a sweep's jobs, and whether
+the sweep runs its jobs in this very process (Hydra's basic launcher).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweeplab.vocabulary import OPTUNA_SWEEPER
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+@dataclass
+class HydraJob:
+    overrides: list[str] = field(default_factory=list)
+    num: int | None = None
+    multirun: bool = False
+    sweep_dir: str | None = None  # absolute
+    study: str | None = None  # the Optuna study, when our Optuna sweeper numbers jobs by trial
+    threads: int | None = None  # torch threads for this job (None: torch's default, every core)
+    in_launching_process: bool = False  # a sequential sweep: the next job trains while this one's record completes
+
+
+def current_hydra_job() -> HydraJob:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return HydraJob()
+    hydra = HydraConfig.get()
+    multirun = hydra.mode == RunMode.MULTIRUN
+    return HydraJob(
+        overrides=list(hydra.overrides.task),
+        num=hydra.job.get("num"),
+        multirun=multirun,
+        sweep_dir=str(Path(hydra.sweep.dir).resolve()) if multirun else None,
+        study=hydra.sweeper.get("study_name") if hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else None,
+        threads=job_threads(hydra.launcher),
+        in_launching_process=multirun and hydra.launcher.get("_target_") == BASIC_LAUNCHER,
+    )
+
+
+def job_threads(launcher) -> int | None:
+    """Torch threads for one job: a share of the cores under joblib, the cores asked for under submitit."""
+    if launcher.get("cpus_per_task"):
+        return launcher.cpus_per_task
+    n_jobs = launcher.get("n_jobs")  # joblib: a count, or -1 for every core, -2 for all but one, ...
+    if not n_jobs:
+        return None
+    workers = n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
+    return max(1, usable_cores() // workers) if workers > 1 else None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

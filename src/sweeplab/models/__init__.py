@@ -1,0 +1,104 @@
+"""Build a classifier for a data set: the config's `_target_` builds the network, this module the rest.
+
+Every model is `Sequential(adapt=AdaptInput, net=<the network>)`: `adapt` turns the data's
+images into what the network needs (grayscale -> 3 channels, small images upsampled), so every
+model runs on every data set, and exported models take the data's own image size.
+
+A network is built by the function its model schema names (`model._target_`, see
+sweeplab.config.schema): `f(cfg, image_shape, num_classes, weights)` where `weights` is a weight
+name or None. The functions live in course.py (mlp, cnn) and vision.py (torchvision, imported only
+when a torchvision model is built); adding a model is one YAML file, one schema and one function.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import get_method
+from omegaconf import DictConfig
+from torch import nn
+
+from sweeplab.config.schema import TRUSTED_TARGETS
+from sweeplab.errors import UserError, first_line
+from sweeplab.models.weights import freeze_all_but_head, load_local_weights, local_weights_file
+
+
+class AdaptInput(nn.Module):
+    """Turn the data's images (`image_shape`) into what the network takes: `channels` x `size`.
+
+    A single channel is repeated, small images upsampled; what it makes is laid out in
+    `memory_format` (channels_last training keeps its layout up to the first conv).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, size: tuple[int, int],
+                 memory_format=torch.contiguous_format):
+        super().__init__()
+        self.channels = channels if channels != image_shape[0] else None
+        self.size = size if tuple(size) != tuple(image_shape[1:]) else None
+        self.memory_format = memory_format
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels is None and self.size is None:
+            return x
+        if self.channels is not None:
+            x = x.expand(-1, self.channels, -1, -1)
+        if self.size is not None:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return x.contiguous(memory_format=self.memory_format)
+
+
+def build_model(
+    cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int, channels_last: bool = False
+) -> nn.Sequential:
+    weights_file = local_weights_file(cfg.weights)
+    size = upsampled_size(image_shape[1:], cfg.min_size)
+    named_weights = None if weights_file else cfg.weights
+    net = network_factory(cfg._target_)(cfg, (image_shape[0], *size), num_classes, named_weights)
+    if weights_file:
+        load_local_weights(net, weights_file)
+    if cfg.freeze_backbone:
+        freeze_all_but_head(net)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    adapt = AdaptInput(image_shape, input_channels(net, image_shape[0]), size, memory_format)
+    model = nn.Sequential(OrderedDict(adapt=adapt, net=net))
+    check_forward(model, cfg.name, image_shape)
+    return model.to(memory_format=memory_format)
+
+
+def network_factory(target: str):
+    """The function a model schema names, if it is one of ours (the same trust rule as Hydra's instantiate)."""
+    if not any(target.startswith(pattern.rstrip("*")) for pattern in TRUSTED_TARGETS):
+        raise UserError(f"model._target_={target} is not a sweeplab model builder: use a model option (model=...)")
+    return get_method(target)
+
+
+def input_channels(net: nn.Module, data_channels: int) -> int:
+    """The channels the network's first convolution takes (torchvision's: 3); a dense net takes the data's."""
+    first_conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    return first_conv.in_channels if first_conv is not None else data_channels
+
+
+def upsampled_size(size: tuple[int, int], min_size: int) -> tuple[int, int]:
+    """Scale (height, width) up, keeping the aspect ratio, until the shorter side is min_size."""
+    height, width = size
+    scale = max(1.0, min_size / min(height, width))
+    return round(height * scale), round(width * scale)
+
+
+def check_forward(model: nn.Module, name: str, image_shape: tuple[int, int, int]) -> None:
+    """Refuse, before training, a model that cannot take this data's images."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *image_shape))
+    except (RuntimeError, AssertionError, ValueError) as error:  # ViTs assert their input size
+        shape = "x".join(map(str, image_shape))
+        raise UserError(
+            f"model={name} cannot classify {shape} images ({first_line(error)}): "
+            "raise model.min_size, e.g. model.min_size=224"
+        ) from None
+    finally:
+        model.train(was_training)

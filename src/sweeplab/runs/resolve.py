@@ -1,0 +1,88 @@
+"""Which run a user means: a checkpoint file, a run dir, a full MLflow run id, or the unique prefix of one
+(the 8 characters `sweeplab compare` shows). One resolver for `compare`, `export` and `predict`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from sweeplab.errors import UserError
+from sweeplab.tracking.store import check_reachable, resolve_uri
+from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
+LISTED = 5  # candidates named in an ambiguous-prefix error
+
+
+@dataclass
+class RunTarget:
+    """A checkpoint, and the MLflow run it belongs to if the user named one."""
+
+    checkpoint: Path
+    run_id: str | None = None
+    tracking_uri: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """Where a run keeps its files: the folder above checkpoints/, else the checkpoint's own folder."""
+        folder = self.checkpoint.parent
+        return folder.parent if folder.name == CHECKPOINTS_DIR else folder
+
+
+def run_id_of(client: MlflowClient, text: str) -> str:
+    """A full run id as is; a prefix of one, if exactly one run in the store starts with it."""
+    if RUN_ID.fullmatch(text):
+        return text
+    if not RUN_ID_PREFIX.fullmatch(text):
+        raise UserError(f"{text} is not an MLflow run id: copy one (or its first 8 characters) from `sweeplab compare`")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    matches = [r.info.run_id for r in client.search_runs(experiments, max_results=50000)
+               if r.info.run_id.startswith(text)]
+    if not matches:
+        raise UserError(f"no run id starts with {text} in {client.tracking_uri}: check the id or --uri")
+    if len(matches) > 1:
+        listed = ", ".join(matches[:LISTED]) + (", ..." if len(matches) > LISTED else "")
+        raise UserError(f"run id prefix {text} matches {len(matches)} runs ({listed}): give more characters")
+    return matches[0]
+
+
+def find_checkpoint(target: str, tracking_uri: str | None = None) -> RunTarget:
+    """A checkpoint file, a run dir (its checkpoints/best.pt) or an MLflow run id or prefix (its run dir tag)."""
+    path = Path(target)
+    if path.is_file():
+        return RunTarget(path)
+    if path.is_dir():
+        return RunTarget(checkpoint_in(path))
+    if RUN_ID_PREFIX.fullmatch(target) or RUN_ID.fullmatch(target):
+        return mlflow_run_checkpoint(target, tracking_uri)
+    raise UserError(f"{target} is neither a checkpoint file, a run dir nor an MLflow run id: check it")
+
+
+def checkpoint_in(run_dir: Path) -> Path:
+    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
+        if candidate.is_file():
+            return candidate
+    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
+    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")
+
+
+def mlflow_run_checkpoint(text: str, tracking_uri: str | None) -> RunTarget:
+    uri = resolve_uri(tracking_uri)
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    run_id = run_id_of(client, text)
+    try:
+        tags = client.get_run(run_id).data.tags
+    except MlflowException as error:
+        raise UserError(f"no MLflow run {run_id} at {uri} ({error.message}): check the id or --uri") from None
+    if RUN_DIR_TAG not in tags:
+        raise UserError(f"MLflow run {run_id} has no {RUN_DIR_TAG} tag (not a sweeplab run?): pass its run dir")
+    run_dir = Path(tags[RUN_DIR_TAG])
+    if not run_dir.is_dir():
+        raise UserError(f"MLflow run {run_id} ran in {run_dir}, which is not on this machine: copy it here and pass it")
+    return RunTarget(checkpoint_in(run_dir), run_id, uri)

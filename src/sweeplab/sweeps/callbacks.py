@@ -1,0 +1,164 @@
+"""The Hydra callbacks of a sweep (conf/train.yaml, hydra.callbacks), in the launching process.
+
+SweepGuard checks the sweep's config once before launching, and at the end prints a table of every
+job with an exit code that says whether any failed. SweepRecord keeps the sweep's MLflow parent run
+(its MLflow work is the recorder's: sweeplab.tracking.sweep) and, at the end, exports the best job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from sweeplab import background
+from sweeplab.background import Call
+from sweeplab.errors import UserError, exit_on_user_error, typed_line
+from sweeplab.hydra_job import BASIC_LAUNCHER, usable_cores
+from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
+from sweeplab.sweeps.results import JobResult, best_result, sweep_results
+from sweeplab.sweeps.table import print_sweep_table
+from sweeplab.tracking.handle import SweepSpec
+from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
+from sweeplab.vocabulary import (
+    EXPORT_DIR,
+    EXPORTED_JOB_TAG,
+    FINISHED,
+    OPTIMIZED_TAG,
+    OVERRIDES_TAG,
+    PARENT_RUN_ENV,
+    SWEEP_DIR_TAG,
+    SWEPT_TAG,
+)
+
+log = logging.getLogger(__name__)
+SWEEP = "sweeplab.tracking.sweep"  # the recorder-side functions of a sweep's parent run
+
+
+class SweepGuard(Callback):
+    def __init__(self) -> None:
+        self.launched = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # exit_on_user_error ends in SystemExit, which Hydra's callback runner lets through: nothing launches.
+        exit_on_user_error(check_sweep)(config)
+        self.launched = True
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.launched:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results = sweep_results(sweep_dir)
+        if results:
+            print_sweep_table(results, sweep_dir)
+        unfinished = [r for r in results if r.status != FINISHED]
+        if unfinished:
+            print(
+                f"error: {len(unfinished)} of {len(results)} jobs did not finish (reasons in the table): re-run "
+                f"the same command with hydra.sweep.dir={sweep_dir} to retry only those",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
+class SweepRecord(Callback):
+    """One MLflow parent run per multirun, each job its child; at the end a summary and the best job's export.
+
+    The parent is created before any job starts (many processes creating a fresh sqlite file at once
+    race). Jobs in other processes (joblib, submitit) learn its id through the environment, so it is
+    waited for; a sequential sweep's jobs share this process's recorder, which knows it already.
+    """
+
+    def __init__(self) -> None:
+        self.uri: str | None = None
+        self.parent_id: str | None = None
+        self.starting: Call | None = None  # the recorder's answer to start_sweep, not yet read
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What joblib sends its workers: the parent's id (read before launching), not the recorder's call."""
+        return {**self.__dict__, "starting": None}
+
+    def parent(self) -> str | None:
+        if self.starting is not None:
+            self.parent_id, self.starting = self.starting.result(), None
+        return self.parent_id
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        recorder = background.recorder(config.tracking.enabled or config.export.onnx, background.TRACKING_MODULES)
+        if not config.tracking.enabled:
+            return
+        self.uri = resolve_uri(config.tracking.uri)
+        exit_on_user_error(check_reachable)(self.uri)
+        sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
+        tags = {
+            SWEEP_DIR_TAG: sweep_dir,
+            OVERRIDES_TAG: shlex.join(config.hydra.overrides.task),
+            SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
+            OPTIMIZED_TAG: config.optimized_metric,
+        }
+        experiment = experiment_name(config.tracking.experiment, config.dataset.name)
+        self.starting = recorder.submit(f"{SWEEP}:start_sweep", SweepSpec(self.uri, experiment, sweep_dir, tags))
+        if config.hydra.launcher._target_ != BASIC_LAUNCHER:
+            os.environ[PARENT_RUN_ENV] = self.parent()
+            print(f"MLflow sweep run {self.parent()} in {self.uri}", file=sys.stderr)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Wherever the job ran (this process, or a joblib/submitit worker), its parent's summary is refreshed."""
+        if not (config.tracking.enabled and config.hydra.mode == RunMode.MULTIRUN):
+            return
+        parent_id = os.environ.get(PARENT_RUN_ENV) or self.parent()
+        if parent_id:
+            background.recorder(True).submit(f"{SWEEP}:refresh_summary", resolve_uri(config.tracking.uri), parent_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hydra calls this however the sweep ended (done, a job raised, Ctrl-C)."""
+        recorder = background.recorder(False)
+        for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
+            log.error(f"recording failed: {typed_line(error)}", exc_info=error)
+        parent_id = self.parent()
+        tags = {}
+        best = best_result(sweep_results(Path(config.hydra.sweep.dir)))
+        interrupted = sys.exc_info()[0] is KeyboardInterrupt
+        if config.export.onnx and best is not None and not interrupted:
+            if export_best_job(config, best, parent_id):
+                tags[EXPORTED_JOB_TAG] = str(best.job)
+        if parent_id is not None:
+            recorder.submit(f"{SWEEP}:end_sweep", self.uri, parent_id, tags)
+            recorder.wait()
+            print(f"MLflow sweep run {parent_id} in {self.uri}", file=sys.stderr)
+            self.parent_id = None
+
+
+def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None) -> bool:
+    """The best job's model to ONNX, checked, and logged to its MLflow run: what a sweep defers to its end.
+
+    A failure is one line: the sweep's results stand, and `sweeplab export <run dir>` can try again.
+    """
+    from sweeplab.export.after_the_fact import export_checkpoint  # torch: in the launching process only now
+    from sweeplab.export.parity import verified
+    from sweeplab.runs.resolve import checkpoint_in
+
+    run_dir = Path(config.hydra.sweep.dir) / str(best.job)
+    recorder = background.recorder(True, background.EXPORT_MODULES)
+
+    def record(export_record) -> None:
+        recorder.submit(f"{SWEEP}:log_best_export", resolve_uri(config.tracking.uri), parent_id,
+                        str(run_dir.resolve()), export_record)
+
+    try:
+        export = export_checkpoint(checkpoint_in(run_dir), run_dir / EXPORT_DIR, config.export.num_images)
+        verified(export, config.export.tolerance, usable_cores(), recorder, record if parent_id else None,
+                 log_model=config.tracking.log_model, registered_name=config.tracking.register_model)
+    except UserError as error:
+        print(f"error: exporting the best job ({run_dir}) failed: {error}; retry with `sweeplab export {run_dir}`",
+              file=sys.stderr)
+        return False
+    print(f"Exported the best job, {run_dir}, to {export.files[0]}")
+    return True

@@ -1,0 +1,199 @@
+"""The training process's handle on its MLflow run, which lives in the recorder process.
+
+`tracked_run` starts the run before any compute (an unreachable server fails in seconds, before
+any data is loaded) and always ends it with a status: FINISHED, FAILED with the reason, or KILLED
+on Ctrl-C. Every call goes to the recorder (sweeplab.background) and returns at once; its MLflow
+work happens there (sweeplab.tracking.session), beside training. Everything sent is a plain value.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sweeplab.errors import typed_line
+from sweeplab.hydra_job import HydraJob
+from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
+from sweeplab.vocabulary import (
+    FAILED,
+    FINISHED,
+    JOB_TAG,
+    KILLED,
+    OPTIMIZED_TAG,
+    OPTUNA_STUDY_TAG,
+    OPTUNA_TRIAL_TAG,
+    OVERRIDES_TAG,
+    PARENT_RUN_ENV,
+    RUN_DIR_TAG,
+    SWEEP_DIR_TAG,
+    THREADS_TAG,
+)
+
+if TYPE_CHECKING:
+    from sweeplab.background import Call, Inline, Recorder
+
+SESSION = "sweeplab.tracking.session"  # the recorder-side functions of a run
+
+
+@dataclass
+class RunSpec:
+    """What the recorder needs to start (or reopen) a run's MLflow run."""
+
+    uri: str
+    experiment: str
+    run_name: str | None
+    run_dir: str  # absolute: the key of this run in the recorder
+    config: dict[str, Any]  # resolved: logged as params
+    tags: dict[str, str]
+    resume: bool
+    parent_id: str | None = None  # a sweep job's parent run, when known here
+    sweep_dir: str | None = None  # ... else the recorder knows it by the sweep dir (a sequential sweep)
+    code_dir: str = str(Path(__file__).parent)  # whose git commit the run records
+
+
+@dataclass
+class SweepSpec:
+    """What the recorder needs to start (or reopen) a sweep's parent run."""
+
+    uri: str
+    experiment: str
+    sweep_dir: str  # absolute
+    tags: dict[str, str]
+    code_dir: str = str(Path(__file__).parent)
+
+
+@dataclass
+class FigureData:
+    """What the figures show: the epochs, and the best epoch's validation predictions."""
+
+    history: list[dict[str, float]]
+    labels: np.ndarray
+    predictions: np.ndarray
+    images: np.ndarray  # the first validation images, uint8 NCHW
+    classes: list[str]
+
+
+@dataclass
+class ExportRecord:
+    """A verified export, for the run: its check's metrics, its files, and whether to log it as the run's model."""
+
+    metrics: dict[str, float]
+    files: list[str]
+    log_model: bool
+    registered_name: str | None = None
+    example: np.ndarray | None = None  # a few uint8 input images: the logged model's input example
+    example_logits: np.ndarray | None = None  # ... and what the model returns for them (its signature)
+    metadata: dict[str, Any] = field(default_factory=dict)  # what the model needs to read pictures (classes, ...)
+
+
+class TrackedRun:
+    def __init__(self, recorder: Recorder | Inline, run_dir: Path):
+        self.recorder = recorder
+        self.run_dir = str(run_dir.resolve())
+        self.started: Call | None = None
+
+    def _call(self, function: str, *args: Any) -> Call:
+        return self.recorder.submit(f"{SESSION}:{function}", self.run_dir, *args)
+
+    def start(self, spec: RunSpec) -> None:
+        self.started = self._call("start_run", spec)
+
+    @property
+    def run_id(self) -> str:
+        return self.started.result()  # type: ignore[union-attr]
+
+    def log_metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
+        """(key, value, timestamp ms, step) rows."""
+        self._call("log_metrics", rows)
+
+    def log_missing_epochs(self, epochs: dict[int, dict[str, float]]) -> None:
+        """A resumed run's epochs so far (number -> metrics): the recorder logs those the store lacks."""
+        self._call("log_missing_epochs", epochs)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self._call("log_artifact", str(path), folder)
+
+    def log_figures(self, data: FigureData) -> None:
+        self._call("log_figures", data)
+
+    def log_export(self, record: ExportRecord) -> None:
+        self._call("log_export", record)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        self._call("end_run", status, reason)
+
+
+@contextmanager
+def tracked_run(
+    cfg: DictConfig, job: HydraJob, recorder: Recorder | Inline, environment: dict[str, str], resume: bool
+) -> Iterator[TrackedRun | None]:
+    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C).
+
+    `resume` reopens the run this run dir started before, if there is one.
+    """
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    uri = resolve_uri(cfg.tracking.uri)
+    check_reachable(uri)
+    run = TrackedRun(recorder, Path(cfg.paths.output_dir))
+    run.start(run_spec(cfg, job, uri, run.run_dir, environment, resume))
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run.end(KILLED, "KeyboardInterrupt: interrupted (Ctrl-C)")
+        raise
+    except BaseException as error:
+        run.end(FAILED, typed_line(error))
+        raise
+    run.end(FINISHED)
+
+
+def run_spec(
+    cfg: DictConfig, job: HydraJob, uri: str, run_dir: str, environment: dict[str, str], resume: bool
+) -> RunSpec:
+    tags = {
+        **environment,
+        OVERRIDES_TAG: shlex.join(job.overrides),
+        OPTIMIZED_TAG: cfg.optimized_metric,
+        RUN_DIR_TAG: run_dir,
+    }
+    if job.multirun:
+        tags |= {JOB_TAG: str(job.num), SWEEP_DIR_TAG: str(job.sweep_dir)}
+    if job.study:  # our Optuna sweeper numbers jobs by trial: the job number is the trial number
+        tags |= {OPTUNA_TRIAL_TAG: str(job.num), OPTUNA_STUDY_TAG: job.study}
+    return RunSpec(
+        uri=uri,
+        experiment=experiment_name(cfg.tracking.experiment, cfg.dataset.name),
+        run_name=cfg.tracking.run_name,
+        run_dir=run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        tags=tags,
+        resume=resume,
+        parent_id=os.environ.get(PARENT_RUN_ENV) if job.multirun else None,
+        sweep_dir=job.sweep_dir,
+    )
+
+
+def environment_tags(device: str, torch_version: str, threads: int) -> dict[str, str]:
+    """Where and with what the run computes (the torch facts come from the training process)."""
+    return {
+        "host": socket.gethostname(),
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "torchvision": version("torchvision"),
+        THREADS_TAG: str(threads),
+    }
+

@@ -1,0 +1,187 @@
+"""One training run, top to bottom: config -> data, model, optimizer, device -> fit -> record -> export.
+
+`train(cfg)` is what `python train.py` runs (sweeplab.cli.train). sweeplab.sweeps.job wraps it with
+what a job needs around it: skip a finished run, resume a cut-off one, keep a sweep job's failure
+inside it, and hand it the recorder. The MLflow record, the figures and the export check happen in
+the recorder process, beside training (sweeplab.background): a run waits for them before it returns,
+except in a sequential sweep, whose next job trains while this one's record completes. A sweep
+exports only its best job, at its end (sweeplab.sweeps.callbacks).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from sweeplab.background import Inline, Recorder
+from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
+from sweeplab.checkpoint import load_checkpoint, load_state_file
+from sweeplab.config.checks import check_ranges
+from sweeplab.console import ProgressBar, print_summary, print_tracking_location
+from sweeplab.data import Data, build_data
+from sweeplab.device import configure_backends, resolve_device
+from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.export.onnx import export_classifier
+from sweeplab.export.parity import verified
+from sweeplab.hydra_job import HydraJob
+from sweeplab.models import build_model
+from sweeplab.optim import build_optimizer, build_scheduler
+from sweeplab.runs.classifier import image_classifier
+from sweeplab.runs.preprocessing import Preprocessing
+from sweeplab.sweeps.job import job_task
+from sweeplab.tracking.figures import GRID_IMAGES
+from sweeplab.tracking.handle import FigureData, TrackedRun, environment_tags, tracked_run
+from sweeplab.tracking.metrics import MetricLogger
+from sweeplab.tracking.store import resolve_uri
+from sweeplab.vocabulary import (
+    BEST_CHECKPOINT,
+    CHECKPOINTS_DIR,
+    EXPORT_DIR,
+    LAST_CHECKPOINT,
+    TENSORBOARD_DIR,
+    best_metric,
+    metric_mode,
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@job_task
+def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inline) -> float:
+    """Train as configured; return the best value of `optimized_metric` (what sweepers optimize).
+
+    `resume` continues an interrupted run in its run dir: from its last checkpoint if it wrote one,
+    in the MLflow run it had started.
+    """
+    check_ranges(cfg)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device.type)
+    configure_backends(device, cfg.trainer.deterministic)
+    run_dir = Path(cfg.paths.output_dir)
+    environment = environment_tags(str(device), str(torch.__version__), torch.get_num_threads())
+    with tracked_run(cfg, job, recorder, environment, resume) as tracking:
+        data = build_data(cfg.dataset, device, cfg.seed, cfg.trainer.channels_last)
+        model = build_model(cfg.model, data.image_shape, len(data.classes), cfg.trainer.channels_last).to(device)
+        tracker = BestTracker(cfg.optimized_metric, metric_mode(cfg.optimized_metric))
+        trainer = build_trainer(cfg, model, data, device, build_callbacks(cfg, data, tracker, run_dir, tracking))
+        if resume:
+            restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
+        history = trainer.fit()
+        print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir)
+        best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
+        model.load_state_dict(best["model"])
+        if tracking:
+            record_results(cfg, tracking, model, data, history, tracker, run_dir)
+        if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
+            export_best(cfg, model, data, best, run_dir, recorder, tracking)
+        if not job.in_launching_process:
+            recorder.wait()  # what the recorder could not do is this run's failure
+        if tracking:
+            print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
+    return tracker.best
+
+
+def restore(trainer: Trainer, tracker: BestTracker, checkpoint: Path) -> None:
+    """Weights, optimizer, schedule, epoch and the best epoch so far; a run cut off before its first
+    checkpoint starts over."""
+    if not checkpoint.is_file():
+        return
+    trainer.load_state_dict(load_state_file(checkpoint))
+    for metrics in trainer.history:
+        tracker.on_epoch_end(trainer, metrics)
+    print(f"Resuming {checkpoint.parents[1]} after epoch {trainer.epoch} of {trainer.epochs}")
+
+
+def build_callbacks(
+    cfg: DictConfig, data: Data, tracker: BestTracker, run_dir: Path, tracking: TrackedRun | None
+) -> list[Callback]:
+    metadata = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "classes": data.classes,
+        "input": {"shape": list(data.image_shape), "mean": list(cfg.dataset.mean), "std": list(cfg.dataset.std)},
+    }
+    callbacks: list[Callback] = [tracker, Checkpointer(run_dir / CHECKPOINTS_DIR, tracker, metadata)]
+    if cfg.trainer.early_stopping_patience:
+        callbacks.append(EarlyStopping(tracker, cfg.trainer.early_stopping_patience))
+    if cfg.trainer.progress:
+        callbacks.append(ProgressBar())
+    if tracking:
+        callbacks.append(MetricLogger(tracking, cfg.tracking.flush_seconds))
+    if cfg.tracking.tensorboard:
+        from sweeplab.tensorboard import TensorBoardLogger  # optional: the tensorboard package takes a second
+
+        callbacks.append(TensorBoardLogger(run_dir / TENSORBOARD_DIR, next(iter(data.val))[0], data.preprocess))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, callbacks: list[Callback]):
+    optimizer = build_optimizer(cfg.optimizer, model, device)
+    return Trainer(
+        model=torch.compile(model) if cfg.trainer.compile else model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg.scheduler, optimizer, len(data.train), cfg.trainer.epochs),
+        train_batches=data.train,
+        val_batches=data.val,
+        preprocess=data.preprocess,
+        device=device,
+        epochs=cfg.trainer.epochs,
+        precision=cfg.trainer.precision,
+        grad_clip=cfg.trainer.grad_clip,
+        label_smoothing=cfg.trainer.label_smoothing,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        callbacks=callbacks,
+    )
+
+
+def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data,
+                   history: list[EpochMetrics], tracker: BestTracker, run_dir: Path) -> None:
+    """The best epoch's figures and checkpoint, in the MLflow run (drawn and uploaded by the recorder)."""
+    now = int(time.time() * 1000)
+    tracking.log_metrics([(best_metric(cfg.optimized_metric), tracker.best, now, tracker.best_epoch)])
+    images, labels, predictions = validation_predictions(model, data)
+    tracking.log_figures(FigureData([asdict(m) for m in history], labels, predictions, images, data.classes))
+    tracking.log_artifact(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, CHECKPOINTS_DIR)
+    if cfg.tracking.tensorboard:
+        tracking.log_artifact(run_dir / TENSORBOARD_DIR, TENSORBOARD_DIR)
+
+
+@torch.no_grad()
+def validation_predictions(model: nn.Module, data: Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first validation images (uint8), and every validation label and prediction."""
+    model.eval()
+    labels, predictions, images = [], [], None
+    for batch, batch_labels in data.val:
+        predictions.append(model(data.preprocess(batch, train=False)).argmax(dim=1))
+        labels.append(batch_labels)
+        images = batch[:GRID_IMAGES] if images is None else images
+    return images.cpu().numpy(), torch.cat(labels).cpu().numpy(), torch.cat(predictions).cpu().numpy()
+
+
+def export_best(cfg: DictConfig, model: nn.Module, data: Data, best: dict, run_dir: Path,
+                recorder: Recorder | Inline, tracking: TrackedRun | None) -> None:
+    """The best epoch's classifier to ONNX, checked on validation images; its files reach MLflow pass or fail."""
+    images = first_images(data.val, cfg.export.num_images)
+    classifier = image_classifier(model, list(cfg.dataset.mean), list(cfg.dataset.std))
+    export = export_classifier(classifier, Preprocessing.from_checkpoint(best), images, run_dir / EXPORT_DIR)
+    verified(export, cfg.export.tolerance, torch.get_num_threads(), recorder, tracking.log_export if tracking else None,
+             log_model=cfg.tracking.log_model, registered_name=cfg.tracking.register_model)
+
+
+def first_images(batches, count: int) -> torch.Tensor:
+    taken = []
+    for images, _ in batches:
+        taken.append(images[: count - sum(len(t) for t in taken)])
+        if sum(len(t) for t in taken) >= count:
+            break
+    return torch.cat(taken)
