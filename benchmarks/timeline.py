@@ -62,6 +62,12 @@ def watch_trainer() -> None:
     import sweeplab.background as background
 
     stamp("sweeplab's entry point imported")
+    import sweeplab.sweeps.callbacks as callbacks
+
+    timed(callbacks, "check_sweep", "check the sweep's config")
+    timed(callbacks, "export_best_job", "export the sweep's best job")
+    timed(callbacks.SweepRecord, "on_multirun_start", "the sweep's MLflow parent run asked for")
+    timed(background, "job_recorder", "a job starts (its recorder)")
     timed(background.Recorder, "wait", "wait for the recorder")
     timed(background.Recorder, "close", "close the recorder")
     atexit.register(stamp, "interpreter exit starts")

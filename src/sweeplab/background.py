@@ -271,11 +271,11 @@ def recorder(in_background: bool, warm_up: Sequence[str] = ()) -> Recorder | Inl
 
 
 def job_recorder(cfg: DictConfig, job: HydraJob) -> Recorder | Inline:
-    """A child process when the run has tracking or an export to check (a sweep exports at its end), else Inline.
+    """A child process when the run has tracking or an export to check (a sweep's, at its end), else Inline.
 
     Started by the Hydra main before it imports torch, so the two processes import side by side.
     """
-    exports = cfg.export.onnx and not job.multirun
+    exports = cfg.export.onnx and (not job.multirun or job.in_launching_process)
     modules = (TRACKING_MODULES if cfg.tracking.enabled else ()) + (EXPORT_MODULES if exports else ())
     return recorder(bool(modules), modules)
 

@@ -53,7 +53,8 @@ class ProgressBar(Callback):
         self.progress.stop()
 
 
-def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path) -> None:
+def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path,
+                  sizes: dict[str, int]) -> None:
     # A light box and a floor under the lr column: in an 80-column terminal rich otherwise cut 1.00e-03 to 1.00e-…
     table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY)
     for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds", "img/s"):
@@ -65,6 +66,7 @@ def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run
             f"{m.val_acc:.2%}", f"{m.lr:.2e}", f"{m.seconds:.2f}", f"{m.images_per_second:,.0f}",
         )
     results_console.print(table)
+    results_console.print(f"images: {' / '.join(f'{count} {split}' for split, count in sizes.items())}")
     results_console.print(f"Run written to [bold]{run_dir}[/bold] (checkpoints in {run_dir / 'checkpoints'})")
 
 

@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 from sweeplab.vocabulary import OPTUNA_SWEEPER
 
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -28,9 +31,6 @@ class HydraJob:
 
 
 def current_hydra_job() -> HydraJob:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized():
         return HydraJob()
     hydra = HydraConfig.get()

@@ -78,7 +78,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         if resume:
             restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
         history = trainer.fit()
-        print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir)
+        print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir, data.sizes)
         best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
         model.load_state_dict(best["model"])
         if tracking:

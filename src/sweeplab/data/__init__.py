@@ -23,6 +23,7 @@ class Data:
     preprocess: BatchPreprocess
     classes: list[str]
     image_shape: tuple[int, int, int]
+    sizes: dict[str, int]  # images per split: train, val, test
 
 
 def load_splits(cfg: DatasetConfig) -> Splits:
@@ -52,4 +53,5 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_las
         preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, channels_last, device),
         classes=splits.classes,
         image_shape=splits.image_shape,
+        sizes={"train": len(splits.train), "val": len(splits.val), "test": 0},  # type: ignore[arg-type]
     )

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from sweeplab import background
 from sweeplab.background import Call
 from sweeplab.errors import UserError, exit_on_user_error, typed_line
-from sweeplab.hydra_job import BASIC_LAUNCHER, usable_cores
+from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
 from sweeplab.sweeps.results import JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
@@ -91,7 +91,7 @@ class SweepRecord(Callback):
         return self.parent_id
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        recorder = background.recorder(config.tracking.enabled or config.export.onnx, background.TRACKING_MODULES)
+        recorder = background.job_recorder(config, current_hydra_job())
         if not config.tracking.enabled:
             return
         self.uri = resolve_uri(config.tracking.uri)
