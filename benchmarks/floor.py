@@ -109,7 +109,8 @@ def median(runs: list[dict], key: str = "wall") -> float:
 
 
 def accuracy_lines(out: str) -> str:
-    lines = [line.strip() for line in out.splitlines() if "best val acc" in line or "sizes" in line or "images:" in line]
+    wanted = ("best val acc", "sizes", "images:")
+    lines = [line.strip() for line in out.splitlines() if any(word in line for word in wanted)]
     return " | ".join(lines[-3:])
 
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep_overhead import job_times  # beside this script
+from floor import epoch_seconds  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["optimizer.lr=1e-2,1e-3", "seed=0,1"]
@@ -38,8 +38,8 @@ def timed_sweep(launcher: list[str], overrides: list[str]) -> tuple[float, float
         if result.returncode:
             raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
         wall = time.perf_counter() - started
-        epochs = [job_times(path)[1] for path in sweep_dir.iterdir() if path.name.isdigit()]
-        return wall, statistics.mean(epochs)
+        jobs = [path for path in sweep_dir.iterdir() if path.name.isdigit()]
+        return wall, epoch_seconds(sweep_dir) / len(jobs)
 
 
 def main() -> None:
