@@ -74,6 +74,42 @@ def test_a_tiny_fit_learns() -> None:
     assert all(m.images_per_second > 0 and m.lr == 1e-2 for m in history)
 
 
+def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics stay on the device between logging steps: an epoch of 32 steps reads back as often as one of 8.
+
+    (With SGD: Adam reads its step counters, which live on the host whatever the device.)"""
+    reads = []
+    for name in ("item", "cpu", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _original=original, **k: reads.append(1)
+                            or _original(self, *a, **k))
+
+    def reads_in_an_epoch(batch_size: int) -> int:
+        trainer = make_trainer(epochs=1, log_every_n_steps=1000)
+        trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.01)
+        trainer.scheduler = torch.optim.lr_scheduler.ConstantLR(trainer.optimizer, factor=1.0, total_iters=0)
+        trainer.train_batches = TensorBatches(learnable(128, 0), batch_size, True, CPU, seed=0)
+        reads.clear()
+        trainer.fit()
+        return len(reads)
+
+    assert reads_in_an_epoch(4) == reads_in_an_epoch(16)  # 32 steps, 8 steps
+
+
+def test_a_step_the_gradient_scaler_skips_does_not_advance_the_schedule() -> None:
+    """fp16's scaler (real, on the CPU here) skips steps whose scaled gradients overflow; so must the schedule."""
+    trainer = make_trainer(epochs=1)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1e38)  # scaled gradients overflow float32
+    trainer.scale = trainer.scaler.get_scale()
+    images, labels = next(iter(trainer.train_batches))
+    trainer.train_step(trainer.preprocess(images, train=True), labels)
+    assert trainer.scheduler.last_epoch == 0 and trainer.scaler.get_scale() < 1e38, "skipped, schedule held"
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    trainer.scale = trainer.scaler.get_scale()
+    trainer.train_step(trainer.preprocess(images, train=True), labels)
+    assert trainer.scheduler.last_epoch == 1, "a step taken advances the schedule"
+
+
 class Recorder(Callback):
     def __init__(self) -> None:
         self.calls: list[str] = []

@@ -77,6 +77,7 @@ class Trainer:
     def __post_init__(self) -> None:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         self.scaler = grad_scaler(self.device, self.precision)
+        self.scale = self.scaler.get_scale() if self.scaler.is_enabled() else None  # read without a sync: not used yet
 
     @property
     def steps_per_epoch(self) -> int:
@@ -132,17 +133,30 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if not self.scaler_skipped():
+            self.scheduler.step()
         self.step += 1
         return loss.detach(), logits.detach()
 
+    def scaler_skipped(self) -> bool:
+        """fp16's scaler skips a step whose gradients overflowed (and lowers its scale): the schedule waits too.
+
+        Reading the scale is one small host sync a step, for fp16 only; bf16 and fp32 have no scaler.
+        """
+        if self.scale is None:
+            return False
+        before, self.scale = self.scale, self.scaler.get_scale()
+        return self.scale < before
+
     @torch.no_grad()
     def evaluate(self, batches: Iterable) -> tuple[float, float]:
-        self.model.eval()
+        """Evaluation runs the plain model: a compiled one would recompile for eval mode and a short last batch."""
+        model = getattr(self.model, "_orig_mod", self.model)
+        model.eval()
         totals = _Totals(self.device)
         for images, labels in batches:
             with autocast(self.device, self.precision):
-                logits = self.model(self.preprocess(images, train=False))
+                logits = model(self.preprocess(images, train=False))
                 loss = nn.functional.cross_entropy(logits, labels)
             totals.add(loss, logits, labels)
         return totals.means()
@@ -166,6 +180,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        self.scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
 
