@@ -45,21 +45,22 @@ def timed(owner, name: str, label: str | None = None) -> None:
 
 
 def watch_recorder() -> None:
-    from sweeplab import background
+    from sweeplab.recorder import process
 
-    def answer(target, args, original=background._answer):
+    def answer(target, args, original=process._answer):
         started = time.time()
         try:
             return original(target, args)
         finally:
             stamp(target.rpartition(":")[2], started)
 
-    background._answer = answer
-    timed(background, "warm", "warm-up")
+    process._answer = answer
+    timed(process, "warm", "warm-up")
 
 
 def watch_trainer() -> None:
-    import sweeplab.background as background
+    import sweeplab.recorder as recorder
+    from sweeplab.recorder import process
 
     stamp("sweeplab's entry point imported")
     import sweeplab.sweeps.callbacks as callbacks
@@ -67,9 +68,9 @@ def watch_trainer() -> None:
     timed(callbacks, "check_sweep", "check the sweep's config")
     timed(callbacks, "export_best_job", "export the sweep's best job")
     timed(callbacks.SweepRecord, "on_multirun_start", "the sweep's MLflow parent run asked for")
-    timed(background, "job_recorder", "a job starts (its recorder)")
-    timed(background.Recorder, "wait", "wait for the recorder")
-    timed(background.Recorder, "close", "close the recorder")
+    timed(recorder, "job_recorder", "a job starts (its recorder)")
+    timed(process.Recorder, "wait", "wait for the recorder")
+    timed(process.Recorder, "close", "close the recorder")
     atexit.register(stamp, "interpreter exit starts")
 
 
@@ -103,7 +104,7 @@ def instrument_recorder_processes() -> None:
     """Every Python started from here imports this script first; only the recorder process installs its watch."""
     (SITE / "sitecustomize.py").write_text(
         "import sys\n"
-        "if 'sweeplab.background' in sys.orig_argv:\n"
+        "if 'sweeplab.recorder' in sys.orig_argv:\n"
         f"    sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "    import timeline\n"
     )

@@ -74,10 +74,10 @@ def start_training(cwd: Path, *arguments: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180) -> None:
-    """SIGKILL the sweep once `path` exists: no handler, no atexit, nothing gets to clean up."""
+def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180, ready=lambda: True) -> None:
+    """SIGKILL the sweep once `path` exists (and `ready()`): no handler, no atexit, nothing gets to clean up."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not (path.exists() and ready()):
         assert process.poll() is None, "the sweep ended before it could be killed"
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
@@ -85,10 +85,26 @@ def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180) -> No
     process.wait(timeout=60)
 
 
+def finished(run_dir: Path) -> bool:
+    """A job's result says FINISHED (in a sequential sweep, once its record is complete, beside the next job)."""
+    try:
+        return json.loads((run_dir / "result.json").read_text())["status"] == "FINISHED"
+    except (OSError, ValueError):
+        return False
+
+
+def run_started(cwd: Path, run_dir: Path) -> bool:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return bool(client.search_runs(experiments, f"tags.`hydra.output_dir` = '{run_dir}'"))
+
+
 def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     command = ["optimizer.lr=0.01,0.003", "trainer.epochs=12", "dataset.batch_size=32", f"hydra.sweep.dir={sweep_dir}"]
-    kill_when(start_training(tmp_path, "-m", *command), sweep_dir / "1" / "checkpoints" / "last.pt")
+    # Mid-job 1, with job 0's record complete and job 1's MLflow run started (the recorder does both beside it).
+    kill_when(start_training(tmp_path, "-m", *command), sweep_dir / "1" / "checkpoints" / "last.pt",
+              ready=lambda: finished(sweep_dir / "0") and run_started(tmp_path, sweep_dir / "1"))
     jobs = results(sweep_dir)
     assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "RUNNING"
     client, parent, before = sweep_runs(tmp_path)

@@ -98,3 +98,20 @@ def test_summary_ranks_jobs_by_the_optimized_metric(sweep_store, tmp_path: Path)
 def test_markdown_table_formats_numbers_and_gaps() -> None:
     table = markdown_table([{"a": 0.123456, "b": None, "c": "x"}])
     assert table.splitlines() == ["| a | b | c |", "|---|---|---|", "| 0.1235 |  | x |"]
+
+
+def test_processes_creating_one_fresh_store_at_once_all_get_it(tmp_path: Path) -> None:
+    """A fresh sqlite store is migrated under another name and linked into place whole (a killed or racing
+    creator never leaves a half-made store); four recorders creating it at once all end up using one."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    code = ("import sys; from sweeplab.tracking.client import client, ensure_experiment; "
+            "print(ensure_experiment(client(sys.argv[1]), 'race'))")
+    processes = [subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{db}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    assert len({out.strip().splitlines()[-1] for out, _ in outputs}) == 1, "one experiment, in one store"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"], "no temporary store left behind"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -12,7 +13,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from sweeplab.vocabulary import metric_mode
+from sweeplab.sweeps.results import read_result
+from sweeplab.vocabulary import RUNNING, metric_mode
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -45,13 +47,17 @@ class ResumableStudy(OptunaSweeperImpl):
         return super()._configure_trials(trials, *args)
 
     def _finish_cut_off_trials(self, study: optuna.Study, arguments: list[str]) -> None:
-        """Run trials still RUNNING from an interrupted search again, in their own job dirs."""
+        """Run trials still RUNNING from an interrupted search again, in their own job dirs; and trials the
+        study has a value for but whose record was cut off (result.json not final): they resume to record."""
         _, _, fixed_overrides = create_params_from_overrides(self._parse_sweeper_params_config() + arguments)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            previous = read_result(Path(self.config.hydra.sweep.dir) / str(trial.number))
+            if previous is not None and previous.status == RUNNING:
+                log.info(f"Trial {trial.number}'s record was cut off: completing it")
+                self._relaunch(trial, fixed_overrides)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             log.info(f"Trial {trial.number} was cut off: running it again")
-            params = {**trial.params, **trial.user_attrs}
-            overrides = tuple(f"{name}={value}" for name, value in params.items()) + tuple(fixed_overrides)
-            (result,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            result = self._relaunch(trial, fixed_overrides)
             try:
                 value = float(result.return_value)
             except Exception as error:  # the job raised: Hydra re-raises it here
@@ -59,3 +65,9 @@ class ResumableStudy(OptunaSweeperImpl):
                 value = math.nan
             state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
             study.tell(trial.number, value if state == TrialState.COMPLETE else None, state=state)
+
+    def _relaunch(self, trial: optuna.trial.FrozenTrial, fixed_overrides: list[str]) -> Any:
+        params = {**trial.params, **trial.user_attrs}
+        overrides = tuple(f"{name}={value}" for name, value in params.items()) + tuple(fixed_overrides)
+        (result,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+        return result

@@ -16,10 +16,10 @@ from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeplab.background import job_recorder
 from sweeplab.config.schema import TRUSTED_TARGETS, register_configs
 from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 from sweeplab.hydra_job import current_hydra_job
+from sweeplab.recorder import job_recorder
 
 
 def config_dir() -> str:

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from sweeplab.background import Inline
 from sweeplab.checkpoint import load_checkpoint
 from sweeplab.data import load_splits
 from sweeplab.errors import UserError
 from sweeplab.export.onnx import ExportFiles, export_classifier
 from sweeplab.export.parity import verified
+from sweeplab.recorder import Inline
 from sweeplab.runs.classifier import rebuild_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.tracking.handle import ExportRecord

@@ -15,8 +15,8 @@ from sweeplab.errors import UserError
 from sweeplab.tracking.handle import ExportRecord
 
 if TYPE_CHECKING:
-    from sweeplab.background import Inline, Recorder
     from sweeplab.export.onnx import ExportFiles
+    from sweeplab.recorder import Inline, Recorder
 
 VERIFY = "sweeplab.export.verify:verify_onnx"
 EXAMPLE_IMAGES = 8  # > 1 keeps a logged model's batch dimension dynamic

@@ -1,6 +1,6 @@
 """The export check: onnx.checker, then onnxruntime on the same images PyTorch classified, within a tolerance.
 
-No torch here: during a run this runs in the recorder process, beside training (sweeplab.background).
+No torch here: during a run this runs in the recorder process, beside training (sweeplab.recorder).
 Out of tolerance it raises ExportParityError (sweeplab.export.parity), which carries the metrics.
 """
 

@@ -18,10 +18,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeplab import background
-from sweeplab.background import Call
 from sweeplab.errors import UserError, exit_on_user_error, typed_line
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
+from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
 from sweeplab.sweeps.results import JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
@@ -91,7 +90,7 @@ class SweepRecord(Callback):
         return self.parent_id
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        recorder = background.job_recorder(config, current_hydra_job())
+        recorder = job_recorder(config, current_hydra_job())
         if not config.tracking.enabled:
             return
         self.uri = resolve_uri(config.tracking.uri)
@@ -115,11 +114,11 @@ class SweepRecord(Callback):
             return
         parent_id = os.environ.get(PARENT_RUN_ENV) or self.parent()
         if parent_id:
-            background.recorder(True).submit(f"{SWEEP}:refresh_summary", resolve_uri(config.tracking.uri), parent_id)
+            for_this_process(True).submit(f"{SWEEP}:refresh_summary", resolve_uri(config.tracking.uri), parent_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra calls this however the sweep ended (done, a job raised, Ctrl-C)."""
-        recorder = background.recorder(False)
+        recorder = for_this_process(False)
         for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
             log.error(f"recording failed: {typed_line(error)}", exc_info=error)
         parent_id = self.parent()
@@ -146,7 +145,7 @@ def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None) 
     from sweeplab.runs.resolve import checkpoint_in
 
     run_dir = Path(config.hydra.sweep.dir) / str(best.job)
-    recorder = background.recorder(True, background.EXPORT_MODULES)
+    recorder = for_this_process(True, EXPORT_MODULES)
 
     def record(export_record) -> None:
         recorder.submit(f"{SWEEP}:log_best_export", resolve_uri(config.tracking.uri), parent_id,

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from sweeplab.background import Inline, Recorder, job_recorder
 from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
+from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.vocabulary import FAILED, FINISHED, KILLED, RUNNING
 

@@ -1,4 +1,4 @@
-"""MLflow tracking for runs and sweeps, across two processes (see sweeplab.background).
+"""MLflow tracking for runs and sweeps, across two processes (see sweeplab.recorder).
 
 In the training process, light modules only (no mlflow): handle.py (a run's handle: every call goes
 to the recorder), metrics.py (the metric buffer) and store.py (where runs go). In the recorder

@@ -2,7 +2,7 @@
 
 `tracked_run` starts the run before any compute (an unreachable server fails in seconds, before
 any data is loaded) and always ends it with a status: FINISHED, FAILED with the reason, or KILLED
-on Ctrl-C. Every call goes to the recorder (sweeplab.background) and returns at once; its MLflow
+on Ctrl-C. Every call goes to the recorder (sweeplab.recorder) and returns at once; its MLflow
 work happens there (sweeplab.tracking.session), beside training. Everything sent is a plain value.
 """
 
@@ -41,7 +41,7 @@ from sweeplab.vocabulary import (
 )
 
 if TYPE_CHECKING:
-    from sweeplab.background import Call, Inline, Recorder
+    from sweeplab.recorder import Call, Inline, Recorder
 
 SESSION = "sweeplab.tracking.session"  # the recorder-side functions of a run
 

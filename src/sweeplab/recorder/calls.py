@@ -1,0 +1,86 @@
+"""Calls to the recorder, and their answers: what the training process holds while the recorder works.
+
+`Inline` is the recorder's interface for runs with nothing to do in the background: calls run here, at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+NOT_YET = object()
+
+
+class Answers(Protocol):
+    def wait_for(self, call: Call | None) -> None: ...
+
+
+class RemoteTraceback(Exception):
+    """The recorder's traceback, attached as the cause of an error re-raised in the training process."""
+
+
+class Call:
+    """A submitted call: its value or error once the recorder answered."""
+
+    def __init__(self, owner: Answers, target: str):
+        self.owner = owner
+        self.target = target
+        self.value: Any = NOT_YET
+        self.error: BaseException | None = None
+        self.seen = False  # its error was raised to someone: wait() does not raise it again
+
+    def result(self) -> Any:
+        self.owner.wait_for(self)
+        self.seen = True
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Inline:
+    """The recorder's interface, run in this process: for runs with no tracking and no export."""
+
+    def __init__(self) -> None:
+        self.failed: list[Call] = []
+
+    def submit(self, target: str, *args: Any) -> Call:
+        call = Call(self, target)
+        try:
+            call.value = resolve(target)(*args)
+        except Exception as error:
+            call.error = error
+            self.failed.append(call)
+        return call
+
+    def busy(self) -> bool:
+        return False
+
+    def wait_for(self, call: Call | None) -> None:
+        """Inline calls are done when submitted."""
+
+    def wait(self, raise_errors: bool = True) -> list[BaseException]:
+        return unseen_errors(self.failed, raise_errors)
+
+    def close(self) -> None:
+        self.wait()
+
+
+def unseen_errors(failed: list[Call], raise_errors: bool) -> list[BaseException]:
+    unseen = [call for call in failed if not call.seen]
+    for call in unseen:
+        call.seen = True
+    failed.clear()
+    if unseen and raise_errors:
+        raise unseen[0].error  # type: ignore[misc]
+    return [call.error for call in unseen]  # type: ignore[misc]
+
+
+def resolve(target: str) -> Callable:
+    """"sweeplab.module:function" -> the function; nothing outside sweeplab is called by name."""
+    module, _, name = target.partition(":")
+    if not module.startswith("sweeplab."):
+        raise ValueError(f"the recorder only runs sweeplab's functions, not {target}")
+    return getattr(importlib.import_module(module), name)
+
+
