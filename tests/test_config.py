@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from sweeplab.config.checks import check_ranges
 from sweeplab.errors import UserError
 from sweeplab.vocabulary import metric_mode
 
+REPO = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")
 # Options whose yaml leaves a key for the user to fill in (`???`).
 REQUIRED = {"dataset=imagefolder": ["dataset.path=/some/folder"], "model=torchvision": ["model.name=resnet18"]}
@@ -124,8 +126,27 @@ def test_metric_mode() -> None:
     assert metric_mode("val/acc") == "max"
 
 
-def test_config_path_does_not_import_torch() -> None:
-    """`--help` and config errors must come back fast: the config modules stay free of torch."""
-    code = "import sys, sweeplab.config, sweeplab.cli.train; print('torch' in sys.modules)"
+def modules_after(arguments: list[str]) -> set[str]:
+    """The top-level packages loaded once `python train.py <arguments>` is done."""
+    code = (f"import runpy, sys, json; sys.argv = ['train.py', *{arguments!r}]\n"
+            f"try:\n    runpy.run_path({str(REPO / 'train.py')!r}, run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["--cfg", "job"], ["optimizer.lr=abc"]],
+                         ids=["help", "cfg-job", "config-error"])
+def test_instant_commands_load_neither_torch_nor_mlflow(arguments: list[str]) -> None:
+    """`--help`, `--cfg job` and a config error come back fast: only Hydra and the config schema are loaded."""
+    loaded = modules_after(arguments)
+    assert "hydra" in loaded and not loaded & {"torch", "mlflow", "torchvision", "matplotlib"}
+
+
+@pytest.mark.parametrize("overrides", [["model=resnet18", "model.hidden=[64]"], ["model=mlp", "model.kernel=3"],
+                                       ["model=vgg16", "model.hidden=[8]"]])
+def test_a_key_the_model_does_not_have_is_refused(overrides: list[str], compose_train) -> None:
+    """Each model family has its own schema: torchvision models have no hidden widths to ignore silently."""
+    with pytest.raises(ConfigCompositionException, match="hidden|kernel"):
+        compose_train(overrides)

@@ -16,7 +16,7 @@ import torch
 
 from sweeplab.atomic import write_atomically
 from sweeplab.errors import UserError, first_line
-from sweeplab.vocabulary import BEST_CHECKPOINT
+from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -58,3 +58,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} is a state_dict, not a sweeplab checkpoint: pass a run's checkpoints/{BEST_CHECKPOINT}"
         )
     return payload
+
+
+def checkpoint_in(run_dir: Path) -> Path:
+    """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
+    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
+        if candidate.is_file():
+            return candidate
+    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
+    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")

@@ -11,7 +11,6 @@ exports only its best job, at its end (sweeplab.sweeps.callbacks).
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,8 +35,7 @@ from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.sweeps.job import job_task
-from sweeplab.tracking.figures import GRID_IMAGES
-from sweeplab.tracking.handle import FigureData, TrackedRun, environment_tags, tracked_run
+from sweeplab.tracking.handle import GRID_IMAGES, FigureData, TrackedRun, environment_tags, metric_rows, tracked_run
 from sweeplab.tracking.metrics import MetricLogger
 from sweeplab.tracking.store import resolve_uri
 from sweeplab.vocabulary import (
@@ -172,8 +170,7 @@ def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.d
 def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data,
                    history: list[EpochMetrics], tracker: BestTracker, run_dir: Path) -> None:
     """The best epoch's figures and checkpoint, in the MLflow run (drawn and uploaded by the recorder)."""
-    now = int(time.time() * 1000)
-    tracking.log_metrics([(best_metric(cfg.optimized_metric), tracker.best, now, tracker.best_epoch)])
+    tracking.log_metrics(metric_rows({best_metric(cfg.optimized_metric): tracker.best}, tracker.best_epoch))
     images, labels, predictions = validation_predictions(model, data)
     tracking.log_figures(FigureData([asdict(m) for m in history], labels, predictions, images, data.classes))
     tracking.log_artifact(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, CHECKPOINTS_DIR)

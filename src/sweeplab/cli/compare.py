@@ -13,6 +13,7 @@ import json
 import sys
 
 from sweeplab.errors import UserError
+from sweeplab.tracking.store import check_reachable, resolve_uri
 from sweeplab.vocabulary import COMPARED
 
 
@@ -36,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient  # here, not at the top: `sweeplab --help` stays instant
 
     from sweeplab.compare import comparison_rows, find_runs, print_table, reproduce_command
-    from sweeplab.tracking.store import check_reachable, resolve_uri
 
     uri = resolve_uri(args.uri)
     check_reachable(uri)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or target.run_dir / EXPORT_DIR
     record = None
     if target.run_id:  # the results go back to the MLflow run the user named
-        from sweeplab.tracking.session import log_export_to_run
+        from sweeplab.tracking.logged_model import log_export_to_run
 
         def record(export_record) -> None:
             log_export_to_run(target.tracking_uri, target.run_id, str(target.run_dir), export_record)

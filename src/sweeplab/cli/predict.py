@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from sweeplab.errors import UserError
 
 
@@ -49,9 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_table(predictions, source: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"predictions of {source}")
     # Paths are what the user looks for: never cut them to fit a narrow terminal.
     table.add_column("image", no_wrap=True, min_width=max((len(p.image) for p in predictions), default=5))

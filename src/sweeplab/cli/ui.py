@@ -8,6 +8,7 @@ import socket
 import sys
 
 from sweeplab.errors import UserError
+from sweeplab.tracking.store import is_http, resolve_uri
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +24,6 @@ def ui_command(uri: str, port: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeplab.tracking.store import is_http, resolve_uri
-
     uri = resolve_uri(args.uri)
     if is_http(uri):
         print(f"runs are on the tracking server {uri}: open it in a browser (it serves the MLflow UI)")

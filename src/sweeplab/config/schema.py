@@ -14,6 +14,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from sweeplab.vocabulary import VAL_ACC
+
 # What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
 TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
 
@@ -211,7 +213,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     # The metric returned to Hydra sweepers and used for early stopping and the best checkpoint.
-    optimized_metric: str = "val/acc"
+    optimized_metric: str = VAL_ACC
 
 
 def register_configs() -> None:

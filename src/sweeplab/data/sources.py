@@ -17,6 +17,7 @@ from urllib.error import URLError
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from sweeplab.errors import UserError, first_line
@@ -149,8 +150,6 @@ def folder_decoder(image_size: int, crop_size: int | None):
 
 def read_rgb(path: str):
     """Open any image as RGB; an unreadable file is a user error naming it."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as image:
             return image.convert("RGB")

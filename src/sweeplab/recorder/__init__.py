@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Inline", "Recorder", "for_this_process", "job_recorder"]
 
 # What the recorder prepares while it waits for calls: MLflow's side of a run, the export check.
-TRACKING_MODULES = ("sweeplab.tracking.session", "sweeplab.tracking.sweep", "sweeplab.tracking.session:warm_up")
+TRACKING_MODULES = ("sweeplab.tracking.session", "sweeplab.tracking.sweep", "sweeplab.tracking.logged_model",
+                    "sweeplab.tracking.figures:warm_up", "sweeplab.tracking.logged_model:warm_up")
 EXPORT_MODULES = ("sweeplab.export.verify",)
 
 

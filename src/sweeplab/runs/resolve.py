@@ -10,9 +10,10 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from sweeplab.checkpoint import checkpoint_in
 from sweeplab.errors import UserError
 from sweeplab.tracking.store import check_reachable, resolve_uri
-from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
+from sweeplab.vocabulary import CHECKPOINTS_DIR, RUN_DIR_TAG
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
@@ -61,14 +62,6 @@ def find_checkpoint(target: str, tracking_uri: str | None = None) -> RunTarget:
     if RUN_ID_PREFIX.fullmatch(target) or RUN_ID.fullmatch(target):
         return mlflow_run_checkpoint(target, tracking_uri)
     raise UserError(f"{target} is neither a checkpoint file, a run dir nor an MLflow run id: check it")
-
-
-def checkpoint_in(run_dir: Path) -> Path:
-    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
-        if candidate.is_file():
-            return candidate
-    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
-    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")
 
 
 def mlflow_run_checkpoint(text: str, tracking_uri: str | None) -> RunTarget:

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweeplab.errors import UserError, exit_on_user_error, typed_line
+from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
@@ -140,9 +141,8 @@ def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None) 
 
     A failure is one line: the sweep's results stand, and `sweeplab export <run dir>` can try again.
     """
-    from sweeplab.export.after_the_fact import export_checkpoint  # torch: in the launching process only now
-    from sweeplab.export.parity import verified
-    from sweeplab.runs.resolve import checkpoint_in
+    from sweeplab.checkpoint import checkpoint_in  # torch, in the launching process only now
+    from sweeplab.export.after_the_fact import export_checkpoint
 
     run_dir = Path(config.hydra.sweep.dir) / str(best.job)
     recorder = for_this_process(True, EXPORT_MODULES)

@@ -6,6 +6,7 @@ backend, so it works in sweep workers and on headless machines.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from matplotlib.figure import Figure
 
 from sweeplab.tracking.handle import FigureData
 
-GRID_IMAGES = 9  # the 3x3 sample grid
+
+def warm_up() -> None:
+    """Done while training runs: matplotlib loads its font list when it first draws text (a few tenths)."""
+    with tempfile.TemporaryDirectory() as folder:
+        learning_curves([{"epoch": 1, "train_loss": 0, "val_loss": 0, "train_acc": 0, "val_acc": 0}],
+                        Path(folder) / "warm_up.png")
 
 
 def draw_all(data: FigureData, folder: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
     from sweeplab.recorder import Call, Inline, Recorder
 
 SESSION = "sweeplab.tracking.session"  # the recorder-side functions of a run
+MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step: what MLflow stores
+
+
+def metric_rows(values: dict[str, float], step: int) -> list[MetricRow]:
+    now = int(time.time() * 1000)
+    return [(key, float(value), now, step) for key, value in values.items()]
 
 
 @dataclass
@@ -71,6 +78,9 @@ class SweepSpec:
     sweep_dir: str  # absolute
     tags: dict[str, str]
     code_dir: str = str(Path(__file__).parent)
+
+
+GRID_IMAGES = 9  # validation images the figures show, in a 3x3 grid
 
 
 @dataclass
@@ -113,8 +123,7 @@ class TrackedRun:
     def run_id(self) -> str:
         return self.started.result()  # type: ignore[union-attr]
 
-    def log_metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
-        """(key, value, timestamp ms, step) rows."""
+    def log_metrics(self, rows: list[MetricRow]) -> None:
         self._call("log_metrics", rows)
 
     def log_missing_epochs(self, epochs: dict[int, dict[str, float]]) -> None:
@@ -128,7 +137,7 @@ class TrackedRun:
         self._call("log_figures", data)
 
     def log_export(self, record: ExportRecord) -> None:
-        self._call("log_export", record)
+        self.recorder.submit("sweeplab.tracking.logged_model:log_export", self.run_dir, record)
 
     def end(self, status: str, reason: str | None = None) -> None:
         self._call("end_run", status, reason)

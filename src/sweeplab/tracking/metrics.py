@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sweeplab.engine import Callback, EpochMetrics, Trainer
-from sweeplab.tracking.handle import TrackedRun
+from sweeplab.tracking.handle import MetricRow, TrackedRun, metric_rows
 from sweeplab.vocabulary import MAX_METRICS_PER_BATCH, STEP_IMAGES_PER_SECOND, STEP_LOSS
 
 
@@ -21,7 +21,7 @@ class MetricLogger(Callback):
     def __init__(self, run: TrackedRun, flush_seconds: float):
         self.run = run
         self.flush_seconds = flush_seconds
-        self.buffer: list[tuple[str, float, int, int]] = []
+        self.buffer: list[MetricRow] = []
         self.flushed_at = time.monotonic()
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -41,8 +41,7 @@ class MetricLogger(Callback):
     def log(self, values: dict[str, float], step: int) -> None:
         if len(self.buffer) + len(values) > MAX_METRICS_PER_BATCH:
             self.flush()
-        now = int(time.time() * 1000)
-        self.buffer += [(key, float(value), now, step) for key, value in values.items()]
+        self.buffer += metric_rows(values, step)
         if time.monotonic() - self.flushed_at >= self.flush_seconds:
             self.flush()
 

@@ -9,29 +9,18 @@ uploads it (sweeplab.tracking.upload).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shlex
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
-import mlflow
-import mlflow.onnx
-import onnx
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run
-from mlflow.models import infer_signature
-from mlflow.utils import requirements_utils
 
-from sweeplab.errors import typed_line
 from sweeplab.tracking import figures
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
-from sweeplab.tracking.handle import ExportRecord, FigureData, RunSpec
+from sweeplab.tracking.handle import FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.vocabulary import (
@@ -40,9 +29,6 @@ from sweeplab.vocabulary import (
     HYDRA_DIR,
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
-    MODEL_ARTIFACT,
-    MODEL_LOGGING_ERROR_TAG,
-    ONNX_ARTIFACTS,
     OVERRIDES_TAG,
     PARENT_TAG,
     PENDING_FILE,
@@ -62,7 +48,7 @@ class Session:
     run_dir: Path
     online: bool = True
     # What could not be delivered because the server was away: metric rows, (local path, artifact folder).
-    pending_metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+    pending_metrics: list[MetricRow] = field(default_factory=list)
     pending_artifacts: list[tuple[str, str | None]] = field(default_factory=list)
 
     def reachable(self) -> bool:
@@ -71,7 +57,7 @@ class Session:
         self.online = self.online and not (is_http(uri) and server_error(uri))
         return self.online
 
-    def log_metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
+    def log_metrics(self, rows: list[MetricRow]) -> None:
         if self.reachable():
             try:
                 for start in range(0, len(rows), MAX_METRICS_PER_BATCH):
@@ -172,7 +158,7 @@ def job_name(overrides: list[str], swept: list[str]) -> str | None:
     return " ".join(named)[:250] or None
 
 
-def log_metrics(run_dir: str, rows: list[tuple[str, float, int, int]]) -> None:
+def log_metrics(run_dir: str, rows: list[MetricRow]) -> None:
     sessions[run_dir].log_metrics(rows)
 
 
@@ -180,9 +166,8 @@ def log_missing_epochs(run_dir: str, epochs: dict[int, dict[str, float]]) -> Non
     """A resumed run: log the restored epochs that the interrupted attempt never delivered."""
     session = sessions[run_dir]
     logged = {metric.step for metric in session.client.get_metric_history(session.run_id, VAL_ACC)}
-    now = int(time.time() * 1000)
-    session.log_metrics([(key, value, now, epoch) for epoch, metrics in epochs.items() if epoch not in logged
-                         for key, value in metrics.items()])
+    session.log_metrics([row for epoch, metrics in epochs.items() if epoch not in logged
+                         for row in metric_rows(metrics, epoch)])
 
 
 def log_artifact(run_dir: str, path: str, folder: str | None) -> None:
@@ -194,65 +179,6 @@ def log_figures(run_dir: str, data: FigureData) -> None:
     folder = Path(run_dir) / FIGURES_DIR
     figures.draw_all(data, folder)
     sessions[run_dir].log_artifact(folder, FIGURES_DIR)
-
-
-def log_export(run_dir: str, record: ExportRecord) -> None:
-    record_export(sessions[run_dir], record)
-
-
-def log_export_to_run(uri: str, run_id: str, run_dir: str, record: ExportRecord) -> None:
-    """An export after its run ended (`sweeplab export <run>`, a sweep's best job) lands in that run."""
-    session = Session(client(uri), run_id, Path(run_dir))
-    record_export(session, record)
-    if session.pending_metrics or session.pending_artifacts:
-        print(f"warning: tracking server {uri} was unreachable: the export is in {Path(record.files[0]).parent} "
-              f"but not in MLflow run {run_id}; export it again once the server is back", file=sys.stderr)
-
-
-def record_export(session: Session, record: ExportRecord) -> None:
-    """The export check's metrics and files; the ONNX file as the run's MLflow model when asked."""
-    now = int(time.time() * 1000)
-    session.log_metrics([(key, value, now, 0) for key, value in record.metrics.items()])
-    for file in record.files:
-        session.log_artifact(Path(file), ONNX_ARTIFACTS)
-    if record.log_model and session.reachable():
-        log_onnx_model(session, record)
-
-
-def warm_up() -> None:
-    """Done while training runs: what the first figure and the first logged model would otherwise pay for.
-
-    matplotlib loads its font list when it first draws text; MLflow maps every installed package to its
-    modules (a scan of site-packages, about a second) to check a model's requirements.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        epoch = {"epoch": 1, "train_loss": 0, "val_loss": 0, "train_acc": 0, "val_acc": 0}
-        figures.learning_curves([epoch], Path(folder) / "warm_up.png")
-    with contextlib.suppress(Exception):  # a private helper of MLflow's: if it moves, the first model pays as before
-        requirements_utils._init_packages_to_modules_map()
-
-
-def log_onnx_model(session: Session, record: ExportRecord) -> None:
-    """The verified ONNX file as an MLflow model: it takes uint8 images as they are and returns logits.
-
-    A model that fails to log is recorded as a tag, not a failed run: its ONNX file is an artifact anyway.
-    """
-    try:
-        mlflow.set_tracking_uri(session.client.tracking_uri)  # log_model uses the global URI
-        # MLflow warns, while it checks the input example here, that the CUDA provider it lists for
-        # the model is absent on this machine: true and harmless (it serves on CPU where there is no GPU).
-        logging.getLogger("mlflow.onnx").setLevel(logging.ERROR)
-        mlflow.set_experiment(experiment_id=session.client.get_run(session.run_id).info.experiment_id)
-        mlflow.onnx.log_model(
-            onnx.load(record.files[0]), name=MODEL_ARTIFACT, run_id=session.run_id, input_example=record.example,
-            signature=infer_signature(record.example, record.example_logits),
-            registered_model_name=record.registered_name, metadata=record.metadata,
-            # Stated, not inferred: inference imports the model in a subprocess.
-            pip_requirements=[f"onnxruntime=={version('onnxruntime')}", f"onnx=={version('onnx')}"],
-        )
-    except Exception as error:  # or the server left
-        if session.reachable():
-            session.client.set_tag(session.run_id, MODEL_LOGGING_ERROR_TAG, typed_line(error))
 
 
 def end_run(run_dir: str, status: str, reason: str | None) -> None:

@@ -22,8 +22,9 @@ from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import best_first, cell
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import ExportRecord, SweepSpec
+from sweeplab.tracking.logged_model import log_export_to_run
 from sweeplab.tracking.metadata import git_state
-from sweeplab.tracking.session import log_export_to_run, sweep_parents
+from sweeplab.tracking.session import sweep_parents
 from sweeplab.vocabulary import (
     BEST_CHILD_TAG,
     FAILED,
