@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 
 from mlflow_server import free_port
 from sweeplab.errors import UserError
@@ -115,3 +118,59 @@ def test_processes_creating_one_fresh_store_at_once_all_get_it(tmp_path: Path) -
     assert [process.returncode for process in processes] == [0] * 4, outputs
     assert len({out.strip().splitlines()[-1] for out, _ in outputs}) == 1, "one experiment, in one store"
     assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"], "no temporary store left behind"
+
+
+def sweeplab_cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("sweeplab")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": str(columns)})
+
+
+@pytest.fixture
+def wide_experiment(tmp_path: Path) -> tuple[str, list[str], str]:
+    """12 runs differing in 40 params (as a long study leaves them), and a sweep's parent; the store's uri."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, "wide")
+    parent = client.create_run(experiment_id, tags={SWEPT_TAG: "optimizer.lr", OVERRIDES_TAG: "optimizer.lr=1e-2,1e-3",
+                                                     "mlflow.source.git.commit": "a" * 40, "git.dirty": "false"})
+    ids = []
+    for index in range(12):
+        run = client.create_run(experiment_id, tags={PARENT_TAG: parent.info.run_id, OPTIMIZED_TAG: "val/acc",
+                                                     OVERRIDES_TAG: f"optimizer.lr={index}"})
+        params = [Param(f"group{key % 4}.option_number_{key}", str(index * key)) for key in range(40)]
+        client.log_batch(run.info.run_id, metrics=[Metric("best/val/acc", index / 12, 0, 0)], params=params)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return uri, ids, parent.info.run_id
+
+
+def test_compare_fits_an_80_column_terminal(wide_experiment) -> None:
+    uri, ids, _ = wide_experiment
+    result = sweeplab_cli("compare", "--uri", uri, "--experiment", "wide")
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    assert "--wide shows every column" in " ".join(result.stdout.split()) and "best/val/acc" in result.stdout
+    first_row = next(line for line in result.stdout.splitlines() if "FINISHED" in line)
+    assert ids[-1][:8] in first_row, "best first"
+    wide = sweeplab_cli("compare", "--uri", uri, "--experiment", "wide", "--wide")
+    assert "group3.option_number_39" in wide.stdout and "not shown" not in wide.stdout
+
+
+def test_a_run_is_named_by_the_prefix_compare_prints(wide_experiment) -> None:
+    uri, ids, parent = wide_experiment
+    swept = sweeplab_cli("compare", "--uri", uri, "--sweep", parent[:8], "--json")
+    assert swept.returncode == 0, swept.stderr
+    assert len(json.loads(swept.stdout)) == 12
+    command = sweeplab_cli("compare", "--uri", uri, "--command", parent[:8]).stdout.splitlines()
+    assert command == [f"git checkout {'a' * 40}", "python train.py -m optimizer.lr=1e-2,1e-3"]
+    shared = os.path.commonprefix(ids[:2])
+    if len(shared) >= 4:  # two runs' ids rarely share 4 hex digits; when they do, the prefix is ambiguous
+        ambiguous = sweeplab_cli("compare", "--uri", uri, "--command", shared)
+        assert ambiguous.returncode == 2 and ids[0] in ambiguous.stderr and ids[1] in ambiguous.stderr
+    missing = sweeplab_cli("compare", "--uri", uri, "--sweep", "ffffffff")
+    assert missing.returncode == 2 and "no run id starts with ffffffff" in missing.stderr

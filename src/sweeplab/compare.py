@@ -4,16 +4,18 @@ the command that reproduces a run. The `sweeplab compare` command (sweeplab.cli.
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from sweeplab.errors import UserError
-from sweeplab.ranking import best_first, cell
+from sweeplab.ranking import best_first, cell, legend, short_names
 from sweeplab.runs.resolve import run_id_of
 from sweeplab.vocabulary import (
     COMPARED,
@@ -55,7 +57,14 @@ def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, f
     return [r for r in runs if r.data.params]
 
 
-def comparison_rows(runs: list[Run], metrics: list[str] | None) -> list[dict[str, Any]]:
+@dataclass
+class Comparison:
+    rows: list[dict[str, Any]]  # run_id, name, status, the params, the metrics; best first
+    params: list[str]  # the params that differ between the runs
+    metrics: list[str]
+
+
+def comparison(runs: list[Run], metrics: list[str] | None) -> Comparison:
     """run id, name, status, the params that differ between runs, the metrics; best first."""
     optimized = runs[0].data.tags.get(OPTIMIZED_TAG, VAL_ACC)
     sort_key = best_metric(optimized)
@@ -72,21 +81,43 @@ def comparison_rows(runs: list[Run], metrics: list[str] | None) -> list[dict[str
         }
         for r in runs
     ]
-    return best_first(rows, sort_key, optimized)
+    return Comparison(best_first(rows, sort_key, optimized), differing, columns)
 
 
-def print_table(rows: list[dict[str, Any]], uri: str) -> None:
-    table = Table(title=f"{len(rows)} runs in {uri} (best first)", caption="`--command RUN` reproduces a run")
-    columns = [column for column in rows[0] if column != "name"]  # a sweep job's name repeats its params
-    for column in columns:
-        table.add_column("run" if column == "run_id" else column, no_wrap=True)
-    for row in rows:
-        table.add_row(row["run_id"][:SHORT_ID], *(cell(row[column]) for column in columns[1:]))
-    # Never squeeze numbers and names into wrapped fragments: let a wide table be wide.
+def print_table(comparison: Comparison, uri: str, wide: bool = False) -> None:
+    """The rows, to read in the terminal: the metrics first, then the params that differ by their short names.
+
+    A terminal too narrow for every param column gets those that fit, and a line naming the rest;
+    `wide` shows every column under its full name, as wide as it takes (never a number cut in two).
+    """
     console = Console()
+    rows, params = comparison.rows, comparison.params
+    metrics = [m for m in comparison.metrics if any(row[m] is not None for row in rows)]  # none logged: no column
+    names = {key: key for key in params} if wide else short_names(params)
     unbounded = console.options.update(max_width=100_000)
-    console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+    shown = list(params)
+    while not wide and shown and console.measure(runs_table(rows, metrics, shown, names), options=unbounded).maximum \
+            > console.width:
+        shown.pop()
+    table = runs_table(rows, metrics, shown, names)
+    if wide:
+        console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+    table.title = f"{len(rows)} runs in {uri} (best first)"
+    table.caption = legend({key: names[key] for key in shown})
     console.print(table)
+    if len(shown) < len(params):
+        hidden = params[len(shown):]
+        console.print(f"{len(hidden)} params not shown, for width: {', '.join(hidden)} (--wide shows every column, "
+                      "--csv/--json every value)", markup=False)
+
+
+def runs_table(rows: list[dict[str, Any]], metrics: list[str], params: list[str], names: dict[str, str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAVY, pad_edge=False, collapse_padding=True)
+    for column in ("run", "status", *metrics, *(names[key] for key in params)):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("run", "status") else "right")
+    for row in rows:
+        table.add_row(row["run_id"][:SHORT_ID], row["status"], *(cell(row[column]) for column in (*metrics, *params)))
+    return table
 
 
 def reproduce_command(client: MlflowClient, run_id: str) -> str:

@@ -24,3 +24,22 @@ def short(value: str) -> str:
         return f"{float(value):.4g}" if "." in value or "e" in value.lower() else value
     except ValueError:
         return value
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending that no other key shares: optimizer.lr -> lr."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for size in range(1, len(parts) + 1):
+            ending = ".".join(parts[-size:])
+            if not any(other != key and (other == ending or other.endswith("." + ending)) for other in keys):
+                break
+        names[key] = ending
+    return names
+
+
+def legend(names: dict[str, str]) -> str | None:
+    """What the shortened column names stand for, on one line; None when no name was shortened."""
+    shortened = [f"{short} = {key}" for key, short in names.items() if short != key]
+    return "columns: " + ", ".join(shortened) if shortened else None

@@ -30,13 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--command", metavar="RUN", help="print the command that reproduces this run (or sweep)")
+    parser.add_argument("--wide", action="store_true", help="every column under its full name, however wide")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient  # here, not at the top: `sweeplab --help` stays instant
 
-    from sweeplab.compare import comparison_rows, find_runs, print_table, reproduce_command
+    from sweeplab.compare import comparison, find_runs, print_table, reproduce_command
 
     uri = resolve_uri(args.uri)
     check_reachable(uri)
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     runs = find_runs(client, args.experiment, args.sweep, args.filter, args.limit)
     if not runs:
         raise UserError(f"no runs match in {uri}: check --experiment/--sweep/--filter, or --uri")
-    rows = comparison_rows(runs, args.metrics.split(",") if args.metrics else None)
+    compared = comparison(runs, args.metrics.split(",") if args.metrics else None)
+    rows = compared.rows
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -56,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
     else:
-        print_table(rows, uri)
+        print_table(compared, uri, args.wide)
     return 0

@@ -10,29 +10,37 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeplab.overrides import overrides_dict, varying_keys
-from sweeplab.ranking import short
+from sweeplab.ranking import legend, short, short_names
 from sweeplab.sweeps.results import JobResult, best_result
 from sweeplab.vocabulary import FINISHED
 
 
 def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
-    """Every job of a sweep: its swept values, status, best metric (the best job marked *), why it failed."""
+    """Every job of a sweep: its swept values, status, best metric (the best job marked *); then why jobs failed.
+
+    Made to be read in an 80-column terminal: swept keys by their short names (a legend under the
+    table), no word or number broken, the reasons on lines of their own.
+    """
     metric = results[0].metric
     values = [overrides_dict(r.overrides) for r in results]
     keys = varying_keys(values)
     best = best_result(results)
-    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY)
-    for column in ("job", *keys, "status", metric, "seconds", "reason"):
-        # fold, not "…": long swept keys (optimizer.weight_decay) stay readable in a narrow terminal
-        table.add_column(column, justify="left" if column in ("status", "reason") else "right", overflow="fold")
+    names = short_names(keys)
+    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
+                  pad_edge=False, collapse_padding=True)
+    for column in ("job", *(names[key] for key in keys), "status", metric, "seconds"):
+        table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
     for result, job_values in zip(results, values, strict=True):
         style = None if result.status == FINISHED else "red"
         table.add_row(
             f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
             result.status, "" if result.value is None else f"{result.value:.4f}",
-            "" if result.seconds is None else f"{result.seconds:.0f}", result.reason or "", style=style,
+            "" if result.seconds is None else f"{result.seconds:.0f}", style=style,
         )
     console = Console()
     console.print(table)
+    for result in results:
+        if result.reason:
+            console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
 
