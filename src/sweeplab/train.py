@@ -29,7 +29,7 @@ from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.export.onnx import export_classifier
 from sweeplab.export.parity import verified
 from sweeplab.hydra_job import HydraJob
-from sweeplab.models import build_model
+from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.optim import build_optimizer, build_scheduler
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
@@ -69,8 +69,11 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     run_dir = Path(cfg.paths.output_dir)
     environment = environment_tags(str(device), str(torch.__version__), torch.get_num_threads())
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
-        data = build_data(cfg.dataset, device, cfg.seed, cfg.trainer.channels_last)
-        model = build_model(cfg.model, data.image_shape, len(data.classes), cfg.trainer.channels_last).to(device)
+        data = build_data(cfg.dataset, device, cfg.seed)
+        model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
+        if use_channels_last(cfg, model):
+            model = to_channels_last(model)
+            data.preprocess.memory_format = torch.channels_last
         tracker = BestTracker(cfg.optimized_metric, metric_mode(cfg.optimized_metric))
         callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), ShareCores(recorder)]
         trainer = build_trainer(cfg, model, data, device, callbacks)
@@ -113,6 +116,11 @@ class ShareCores(Callback):
 
     def share(self) -> None:
         torch.set_num_threads(max(1, self.threads - 1) if self.recorder.busy() else self.threads)
+
+
+def use_channels_last(cfg: DictConfig, model: nn.Module) -> bool:
+    """As configured; by default for convolutional networks, which oneDNN (CPU) and cuDNN run fastest in NHWC."""
+    return cfg.trainer.channels_last if cfg.trainer.channels_last is not None else convolutional(model)
 
 
 def restore(trainer: Trainer, tracker: BestTracker, checkpoint: Path) -> None:

@@ -155,7 +155,8 @@ class DeviceConfig:
 class TrainerConfig:
     epochs: int = 10
     precision: str = "32"  # 32, bf16 or fp16
-    channels_last: bool = False
+    # Images and weights in channels_last (NHWC); null: for networks with convolutions (1.4x faster on a CPU).
+    channels_last: bool | None = None
     compile: bool = False
     grad_clip: float | None = None
     label_smoothing: float = 0.0

@@ -38,7 +38,7 @@ def _load_source(source: str) -> Splits:
     return instantiate(config, _partial_=True, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS)()
 
 
-def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_last: bool = False) -> Data:
+def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
     splits = load_splits(cfg)
     channels = splits.image_shape[0]
     if len(cfg.mean) != channels or len(cfg.std) != channels:
@@ -50,7 +50,7 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int, channels_las
     return Data(
         train=make_batches(splits.train, cfg.batch_size, True, device, seed, cfg.num_workers),
         val=make_batches(splits.val, eval_batch_size, False, device, seed, cfg.num_workers),
-        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, channels_last, device),
+        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, device=device),
         classes=splits.classes,
         image_shape=splits.image_shape,
         sizes={"train": len(splits.train), "val": len(splits.val), "test": 0},  # type: ignore[arg-type]

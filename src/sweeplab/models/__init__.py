@@ -49,9 +49,7 @@ class AdaptInput(nn.Module):
         return x.contiguous(memory_format=self.memory_format)
 
 
-def build_model(
-    cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int, channels_last: bool = False
-) -> nn.Sequential:
+def build_model(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
     weights_file = local_weights_file(cfg.weights)
     size = upsampled_size(image_shape[1:], cfg.min_size)
     named_weights = None if weights_file else cfg.weights
@@ -60,11 +58,20 @@ def build_model(
         load_local_weights(net, weights_file)
     if cfg.freeze_backbone:
         freeze_all_but_head(net)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    adapt = AdaptInput(image_shape, input_channels(net, image_shape[0]), size, memory_format)
+    adapt = AdaptInput(image_shape, input_channels(net, image_shape[0]), size)
     model = nn.Sequential(OrderedDict(adapt=adapt, net=net))
     check_forward(model, cfg.name, image_shape)
-    return model.to(memory_format=memory_format)
+    return model
+
+
+def convolutional(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.Conv2d) for module in model.modules())
+
+
+def to_channels_last(model: nn.Sequential) -> nn.Sequential:
+    """Weights, and what AdaptInput makes, in channels_last: what CPU (oneDNN) and GPU convolutions run fastest on."""
+    model.adapt.memory_format = torch.channels_last
+    return model.to(memory_format=torch.channels_last)
 
 
 def network_factory(target: str):
