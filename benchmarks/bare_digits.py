@@ -4,9 +4,11 @@
 
 scikit-learn's digits, the same MLP (64 -> 512 -> 512 -> 10), Adam 1e-3, batch 64, 10 epochs,
 exactly the splits sweeplab uses (a seeded 80/20 train/validation split of the 1,797 images,
-the same batch order), validation every epoch. No tracking, no checkpoints, no export. With the
-same seed it reaches sweeplab's accuracies: both print them, so a benchmark shows both sides did
-the same work. `--configs lr:seed,...` trains several configs in one process (the sweep's floor).
+the same batch order), validation every epoch, in the precision sweeplab's `trainer.precision=auto`
+picks here (bf16 autocast on a CPU with native bf16, else full precision). No tracking, no
+checkpoints, no export. With the same seed it reaches sweeplab's accuracies: both print them, so a
+benchmark shows both sides did the same work. `--configs lr:seed,...` trains several configs in
+one process (the sweep's floor).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def splits(split_seed: int = 0, val_fraction: float = 0.2):
     return (images[train], labels[train]), (images[val], labels[val])
 
 
+BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # as trainer.precision=auto
+
+
+def autocast() -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float().div(255) - 0.3053) / 0.3741
 
@@ -48,7 +57,8 @@ def train(train_split, val_split, lr: float, seed: int, epochs: int, batch_size:
         order = torch.randperm(len(labels), generator=generator)
         for start in range(0, len(labels) // batch_size * batch_size, batch_size):
             index = order[start : start + batch_size]
-            loss = loss_fn(model(normalize(images[index])), labels[index])
+            with autocast():
+                loss = loss_fn(model(normalize(images[index])), labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -60,8 +70,9 @@ def train(train_split, val_split, lr: float, seed: int, epochs: int, batch_size:
 def evaluate(model: nn.Module, split, batch_size: int) -> float:
     model.eval()
     images, labels = split
-    correct = sum((model(normalize(images[i : i + batch_size])).argmax(1) == labels[i : i + batch_size]).sum().item()
-                  for i in range(0, len(labels), batch_size))
+    with autocast():
+        correct = sum((model(normalize(images[i : i + batch_size])).argmax(1) == labels[i : i + batch_size]).sum()
+                      .item() for i in range(0, len(labels), batch_size))
     return correct / len(labels)
 
 
@@ -71,7 +82,7 @@ def main() -> None:
     parser.add_argument("--configs", default="0.001:0", help="lr:seed pairs, comma-separated")
     args = parser.parse_args()
     train_split, val_split = splits()
-    print(f"train/val/test sizes: {len(train_split[1])}/{len(val_split[1])}/0")
+    print(f"train/val/test sizes: {len(train_split[1])}/{len(val_split[1])}/0, {'bf16' if BF16 else 'fp32'}")
     for config in args.configs.split(","):
         lr, seed = config.split(":")
         started = time.perf_counter()

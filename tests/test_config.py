@@ -150,3 +150,8 @@ def test_a_key_the_model_does_not_have_is_refused(overrides: list[str], compose_
     """Each model family has its own schema: torchvision models have no hidden widths to ignore silently."""
     with pytest.raises(ConfigCompositionException, match="hidden|kernel"):
         compose_train(overrides)
+
+
+@pytest.mark.parametrize("preset", sorted(path.stem for path in (Path(config_dir()) / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_passes_the_range_checks(preset: str, compose_train) -> None:
+    check_ranges(compose_train([f"experiment={preset}"]))

@@ -35,6 +35,14 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
     torch.set_float32_matmul_precision("highest" if deterministic else "high")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast where a CPU computes bf16 natively, full precision everywhere else."""
+    if precision != "auto":
+        return precision
+    native_bf16 = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return "bf16" if native_bf16 else "32"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass (bf16/fp16); a no-op at full precision."""
     if precision not in AUTOCAST_DTYPES:

@@ -24,7 +24,7 @@ from sweeplab.checkpoint import load_checkpoint, load_state_file
 from sweeplab.config.checks import check_ranges
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
 from sweeplab.data import Data, build_data
-from sweeplab.device import configure_backends, resolve_device
+from sweeplab.device import configure_backends, resolve_device, resolve_precision
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.export.onnx import export_classifier
 from sweeplab.export.parity import verified
@@ -67,7 +67,8 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     device = resolve_device(cfg.device.type)
     configure_backends(device, cfg.trainer.deterministic)
     run_dir = Path(cfg.paths.output_dir)
-    environment = environment_tags(str(device), str(torch.__version__), torch.get_num_threads())
+    precision = resolve_precision(cfg.trainer.precision, device)
+    environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
         data = build_data(cfg.dataset, device, cfg.seed)
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
@@ -76,7 +77,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             data.preprocess.memory_format = torch.channels_last
         tracker = BestTracker(cfg.optimized_metric, metric_mode(cfg.optimized_metric))
         callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), ShareCores(recorder)]
-        trainer = build_trainer(cfg, model, data, device, callbacks)
+        trainer = build_trainer(cfg, model, data, device, precision, callbacks)
         if resume:
             restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
         history = trainer.fit()
@@ -108,6 +109,9 @@ class ShareCores(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         self.share()
 
+    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
+        self.share()  # every trainer.log_every_n_steps steps: a long epoch gets its cores back soon
+
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.share()
 
@@ -115,7 +119,9 @@ class ShareCores(Callback):
         torch.set_num_threads(self.threads)
 
     def share(self) -> None:
-        torch.set_num_threads(max(1, self.threads - 1) if self.recorder.busy() else self.threads)
+        threads = max(1, self.threads - 1) if self.recorder.busy() else self.threads
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
 
 def use_channels_last(cfg: DictConfig, model: nn.Module) -> bool:
@@ -156,7 +162,8 @@ def build_callbacks(
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, callbacks: list[Callback]):
+def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, precision: str,
+                  callbacks: list[Callback]) -> Trainer:
     optimizer = build_optimizer(cfg.optimizer, model, device)
     return Trainer(
         model=torch.compile(model) if cfg.trainer.compile else model,
@@ -167,7 +174,7 @@ def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.d
         preprocess=data.preprocess,
         device=device,
         epochs=cfg.trainer.epochs,
-        precision=cfg.trainer.precision,
+        precision=precision,
         grad_clip=cfg.trainer.grad_clip,
         label_smoothing=cfg.trainer.label_smoothing,
         log_every_n_steps=cfg.trainer.log_every_n_steps,

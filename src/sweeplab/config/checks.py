@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeplab.errors import UserError
 from sweeplab.vocabulary import OPTIMIZABLE
 
-PRECISIONS = ("32", "bf16", "fp16")
+PRECISIONS = ("auto", "32", "bf16", "fp16")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 
 

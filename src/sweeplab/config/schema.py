@@ -154,7 +154,9 @@ class DeviceConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    precision: str = "32"  # 32, bf16 or fp16
+    # auto, 32, bf16 or fp16 (autocast). auto: bf16 on a CPU that computes it natively (AVX512-BF16, AMX:
+    # 1.3-1.9x faster there, accuracy kept), full precision on other CPUs and on GPUs (choose bf16 there).
+    precision: str = "auto"
     # Images and weights in channels_last (NHWC); null: for networks with convolutions (1.4x faster on a CPU).
     channels_last: bool | None = None
     compile: bool = False

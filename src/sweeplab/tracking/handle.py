@@ -195,11 +195,12 @@ def run_spec(
     )
 
 
-def environment_tags(device: str, torch_version: str, threads: int) -> dict[str, str]:
+def environment_tags(device: str, precision: str, torch_version: str, threads: int) -> dict[str, str]:
     """Where and with what the run computes (the torch facts come from the training process)."""
     return {
         "host": socket.gethostname(),
         "device": device,
+        "precision": precision,  # what trainer.precision=auto chose here
         "python": platform.python_version(),
         "torch": torch_version,
         "torchvision": version("torchvision"),
