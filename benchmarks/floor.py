@@ -206,15 +206,19 @@ def bench_help(pairs: int) -> None:
         print(f"  {name}: {statistics.median(walls):.2f} s")
 
 
+PARTS = {"run": bench_run, "sweep": bench_sweep, "memory": bench_memory, "help": bench_help}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["run", "sweep", "memory", "help"],
-                        choices=["run", "sweep", "memory", "help"])
+    parser.add_argument("parts", nargs="*", metavar="PART", help=f"{', '.join(PARTS)} (default: all)")
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
-    for part in args.parts:
+    if unknown := set(args.parts) - set(PARTS):
+        parser.error(f"unknown parts {sorted(unknown)}: choose from {', '.join(PARTS)}")
+    for part in args.parts or PARTS:
         print(f"== {part}", file=sys.stderr, flush=True)
-        {"run": bench_run, "sweep": bench_sweep, "memory": bench_memory, "help": bench_help}[part](args.pairs)
+        PARTS[part](args.pairs)
 
 
 if __name__ == "__main__":

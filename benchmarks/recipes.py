@@ -42,12 +42,12 @@ CIFAR = ["dataset=cifar10", "model=cnn", "optimizer=sgd", "optimizer.lr=1e-2", "
 SWEEP = ["-m", "dataset=fashion_mnist", "model=mlp", "optimizer=sgd", "optimizer.momentum=0",
          "optimizer.lr=1e-1,3e-2,1e-2,3e-3", "dataset.batch_size=64,128", "trainer.epochs=1"]
 CIFAR_OPTIONS = {  # name: (overrides, environment)
-    "NCHW, fp32": (["trainer.channels_last=false"], {}),
-    "channels_last (the default)": ([], {}),
+    "fp32, NCHW (before)": (["trainer.precision=32", "trainer.channels_last=false"], {}),
+    "fp32, channels_last": (["trainer.precision=32"], {}),
     "bf16 autocast, NCHW": (["trainer.precision=bf16", "trainer.channels_last=false"], {}),
-    "bf16 autocast, channels_last": (["trainer.precision=bf16"], {}),
-    "torch.compile, channels_last": (["trainer.compile=true"], {}),
-    "one thread, channels_last": ([], {"OMP_NUM_THREADS": "1"}),
+    "bf16 autocast, channels_last (the default here)": ([], {}),
+    "torch.compile, bf16, channels_last": (["trainer.compile=true"], {}),
+    "one thread, bf16, channels_last": ([], {"OMP_NUM_THREADS": "1"}),
 }
 
 
