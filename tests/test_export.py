@@ -146,7 +146,8 @@ def test_export_by_mlflow_run_id_logs_back_to_the_run(trained_run, tmp_path: Pat
     experiment = client.create_experiment("export-test", artifact_location=str(tmp_path / "artifacts"))
     run_id = client.create_run(experiment, tags={"hydra.output_dir": str(run_dir)}).info.run_id
 
-    assert main(["export", run_id[:8], "--uri", uri, "--out", str(tmp_path / "export")]) == 0  # the prefix compare shows
+    # by the 8-character prefix `sweeplab compare` shows
+    assert main(["export", run_id[:8], "--uri", uri, "--out", str(tmp_path / "export")]) == 0
     metrics = client.get_run(run_id).data.metrics
     assert metrics["onnx/max_abs_diff"] <= 1e-4 and metrics["onnx/argmax_agreement"] == 1.0
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "onnx")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,9 +108,6 @@ def test_markdown_table_formats_numbers_and_gaps() -> None:
 def test_processes_creating_one_fresh_store_at_once_all_get_it(tmp_path: Path) -> None:
     """A fresh sqlite store is migrated under another name and linked into place whole (a killed or racing
     creator never leaves a half-made store); four recorders creating it at once all end up using one."""
-    import subprocess
-    import sys
-
     db = tmp_path / "mlflow.db"
     code = ("import sys; from sweeplab.tracking.client import client, ensure_experiment; "
             "print(ensure_experiment(client(sys.argv[1]), 'race'))")
@@ -121,10 +120,6 @@ def test_processes_creating_one_fresh_store_at_once_all_get_it(tmp_path: Path) -
 
 
 def sweeplab_cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess:
-    import os
-    import subprocess
-    import sys
-
     script = Path(sys.executable).with_name("sweeplab")
     return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "COLUMNS": str(columns)})
