@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,12 +146,12 @@ def test_early_stopping_stops_when_the_metric_stalls() -> None:
 
 def test_early_stopping_waits_while_the_metric_improves() -> None:
     tracker = BestTracker("val/loss", "min")
-    stopper = EarlyStopping(tracker, patience=2)
+    stopper, trainer = EarlyStopping(tracker, patience=2), SimpleNamespace(epochs=10)
     for epoch, loss in enumerate([3.0, 2.0, 2.5, 1.0, 1.5], start=1):
-        tracker.on_epoch_end(None, metrics(epoch, 0.5, loss))
-        assert not stopper.on_epoch_end(None, metrics(epoch, 0.5, loss))
-    tracker.on_epoch_end(None, metrics(6, 0.5, 1.2))
-    assert stopper.on_epoch_end(None, metrics(6, 0.5, 1.2)) and tracker.best == 1.0
+        tracker.on_epoch_end(trainer, metrics(epoch, 0.5, loss))
+        assert not stopper.on_epoch_end(trainer, metrics(epoch, 0.5, loss))
+    tracker.on_epoch_end(trainer, metrics(6, 0.5, 1.2))
+    assert stopper.on_epoch_end(trainer, metrics(6, 0.5, 1.2)) and tracker.best == 1.0
 
 
 def test_nan_loss_raises_diverged_error(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from sweeplab.checkpoint import copy_checkpoint, save_checkpoint
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.vocabulary import BEST_CHECKPOINT, LAST_CHECKPOINT
+
+log = logging.getLogger(__name__)
 
 
 class BestTracker(Callback):
@@ -44,11 +47,16 @@ class Checkpointer(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stops when the optimized metric has not improved for `patience` epochs."""
+    """Stops when the optimized metric has not improved for `patience` epochs, and says so (terminal, train.log)."""
 
     def __init__(self, tracker: BestTracker, patience: int):
         self.tracker = tracker
         self.patience = patience
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
-        return metrics.epoch - self.tracker.best_epoch >= self.patience
+        stop = metrics.epoch - self.tracker.best_epoch >= self.patience
+        if stop and metrics.epoch < trainer.epochs:
+            log.info(f"early stop after epoch {metrics.epoch} of {trainer.epochs}: {self.tracker.metric} no better "
+                     f"than {self.tracker.best:.4g} (epoch {self.tracker.best_epoch}) for {self.patience} epochs "
+                     f"(trainer.early_stopping_patience={self.patience})")
+        return stop

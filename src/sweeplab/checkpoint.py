@@ -60,6 +60,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def serving_weights(payload: dict[str, Any]) -> dict[str, Any]:
+    """The weights a run is tested, exported and predicted with: the EMA's under trainer.ema_for_best."""
+    if payload["config"]["trainer"].get("ema_for_best") and "ema" in payload:
+        return {key.removeprefix("module."): value for key, value in payload["ema"].items() if key != "n_averaged"}
+    return payload["model"]
+
+
 def checkpoint_in(run_dir: Path) -> Path:
     """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
     for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):

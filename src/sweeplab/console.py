@@ -56,14 +56,19 @@ class ProgressBar(Callback):
 def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path,
                   sizes: dict[str, int]) -> None:
     # A light box and a floor under the lr column: in an 80-column terminal rich otherwise cut 1.00e-03 to 1.00e-…
-    table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY)
-    for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds", "img/s"):
+    table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY, pad_edge=False,
+                  collapse_padding=True)
+    ema = any(m.val_ema_acc is not None for m in history)  # trainer.ema_decay: the average's accuracy too
+    columns = ("epoch", "train loss", "train acc", "val loss", "val acc", *(("ema acc",) if ema else ()), "lr",
+               "seconds", "img/s")
+    for column in columns:
         table.add_column(column, justify="right", min_width=len("1.00e-03") if column == "lr" else None)
     for m in history:
         mark = "*" if m.epoch == best_epoch else ""
         table.add_row(
-            f"{m.epoch}{mark}", f"{m.train_loss:.4f}", f"{m.train_acc:.2%}", f"{m.val_loss:.4f}",
-            f"{m.val_acc:.2%}", f"{m.lr:.2e}", f"{m.seconds:.2f}", f"{m.images_per_second:,.0f}",
+            f"{m.epoch}{mark}", f"{m.train_loss:.4f}", f"{m.train_acc:.2%}", f"{m.val_loss:.4f}", f"{m.val_acc:.2%}",
+            *((f"{m.val_ema_acc:.2%}",) if ema else ()), f"{m.lr:.2e}", f"{m.seconds:.2f}",
+            f"{m.images_per_second:,.0f}",
         )
     results_console.print(table)
     results_console.print(f"images: {' / '.join(f'{count} {split}' for split, count in sizes.items())}")

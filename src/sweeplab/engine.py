@@ -15,9 +15,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from sweeplab.device import autocast, grad_scaler
-from sweeplab.vocabulary import EPOCH_SECONDS, IMAGES_PER_SECOND, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS
+from sweeplab.vocabulary import (
+    EPOCH_SECONDS,
+    IMAGES_PER_SECOND,
+    LR,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    VAL_ACC,
+    VAL_EMA_ACC,
+    VAL_EMA_LOSS,
+    VAL_LOSS,
+)
 
 
 class DivergedError(RuntimeError):
@@ -34,13 +45,18 @@ class EpochMetrics:
     lr: float
     seconds: float
     images_per_second: float
+    val_ema_loss: float | None = None  # the weights' moving average on the same validation data, if kept
+    val_ema_acc: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         """By the names runs log them under and `optimized_metric` uses (val/acc, train/loss, ...)."""
-        return {
+        values = {
             TRAIN_LOSS: self.train_loss, TRAIN_ACC: self.train_acc, VAL_LOSS: self.val_loss, VAL_ACC: self.val_acc,
             LR: self.lr, EPOCH_SECONDS: self.seconds, IMAGES_PER_SECOND: self.images_per_second,
         }
+        if self.val_ema_acc is not None:
+            values |= {VAL_EMA_LOSS: self.val_ema_loss, VAL_EMA_ACC: self.val_ema_acc}
+        return values
 
 
 class Callback:
@@ -69,6 +85,8 @@ class Trainer:
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     log_every_n_steps: int = 50
+    ema: AveragedModel | None = None  # updated after every step
+    mix: Any = None  # float batch, labels -> mixed batch, soft targets (sweeplab.data.augment.BatchMixing)
     callbacks: list[Callback] = field(default_factory=list)
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
@@ -101,17 +119,22 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train_loss, train_acc, images = self.train_epoch()
         val_loss, val_acc = self.evaluate(self.val_batches)
+        ema_loss, ema_acc = self.evaluate(self.val_batches, self.ema.module) if self.ema else (None, None)
         self.epoch += 1
         seconds = time.perf_counter() - started
-        return EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images / seconds)
+        return EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images / seconds,
+                            ema_loss, ema_acc)
 
     def train_epoch(self) -> tuple[float, float, int]:
         self.model.train()
         totals = _Totals(self.device)
         window_start, window_images = time.perf_counter(), 0
         for images, labels in self.train_batches:
-            loss, logits = self.train_step(self.preprocess(images, train=True), labels)
-            totals.add(loss, logits, labels)
+            inputs, targets = self.preprocess(images, train=True), labels
+            if self.mix:
+                inputs, targets = self.mix(inputs, labels)  # soft targets: accuracy against the dominant label
+            loss, logits = self.train_step(inputs, targets)
+            totals.add(loss, logits, labels if targets is labels else targets.argmax(dim=1))
             window_images += len(labels)
             if self.step % self.log_every_n_steps == 0:
                 loss_value = _finite(loss.item(), self.step)
@@ -135,6 +158,8 @@ class Trainer:
         self.scaler.update()
         if not self.scaler_skipped():
             self.scheduler.step()
+        if self.ema:
+            self.ema.update_parameters(getattr(self.model, "_orig_mod", self.model))
         self.step += 1
         return loss.detach(), logits.detach()
 
@@ -149,9 +174,10 @@ class Trainer:
         return self.scale < before
 
     @torch.no_grad()
-    def evaluate(self, batches: Iterable) -> tuple[float, float]:
-        """Evaluation runs the plain model: a compiled one would recompile for eval mode and a short last batch."""
-        model = getattr(self.model, "_orig_mod", self.model)
+    def evaluate(self, batches: Iterable, model: nn.Module | None = None) -> tuple[float, float]:
+        """The model's (or `model`'s) loss and accuracy. Evaluation runs the plain model: a compiled one would
+        recompile for eval mode and a short last batch."""
+        model = model or getattr(self.model, "_orig_mod", self.model)
         model.eval()
         totals = _Totals(self.device)
         for images, labels in batches:
@@ -172,6 +198,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "history": [asdict(m) for m in self.history],
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -183,6 +210,8 @@ class Trainer:
         self.scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
 
     def _notify(self, hook: str) -> None:
         for callback in self.callbacks:

@@ -9,6 +9,7 @@ FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 
 # Metrics. Per epoch:
 TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC = "train/loss", "train/acc", "val/loss", "val/acc"
+VAL_EMA_LOSS, VAL_EMA_ACC = "val_ema/loss", "val_ema/acc"  # the weights' moving average (trainer.ema_decay)
 LR, EPOCH_SECONDS, IMAGES_PER_SECOND = "lr", "epoch_seconds", "images_per_second"
 # Every trainer.log_every_n_steps steps:
 STEP_LOSS, STEP_IMAGES_PER_SECOND = "train/step_loss", "train/step_images_per_second"
@@ -26,6 +27,11 @@ def best_metric(metric: str) -> str:
     return f"best/{metric}"
 
 
+def selected_metric(optimized_metric: str, ema_for_best: bool) -> str:
+    """What picks the best epoch: `optimized_metric`, or its EMA twin (val/acc -> val_ema/acc) with ema_for_best."""
+    return optimized_metric.replace("val/", "val_ema/") if ema_for_best else optimized_metric
+
+
 def metric_mode(metric: str) -> str:
     """Losses are minimised, everything else (accuracies) maximised."""
     return "min" if metric.endswith("loss") else "max"
@@ -39,6 +45,7 @@ FAILURE_TAG = "sweeplab.failure"
 OVERRIDES_TAG = "sweeplab.overrides"  # the job's Hydra overrides, shell-quoted: how to reproduce it
 OPTIMIZED_TAG = "sweeplab.optimized_metric"
 MODEL_LOGGING_ERROR_TAG = "sweeplab.model_logging_error"
+EARLY_STOP_TAG = "sweeplab.early_stopped"  # the epoch trainer.early_stopping_patience stopped it at
 RUN_DIR_TAG = "hydra.output_dir"  # where the run wrote its checkpoints: how export/predict find them
 THREADS_TAG = "torch.threads"  # fewer than the cores when parallel jobs share them
 # ... of a sweep's children and parent:
@@ -66,6 +73,7 @@ EXPORT_DIR = "export"
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "images", "logits"  # an exported model's input and output names
 TENSORBOARD_DIR = "tensorboard"
+PROFILE_DIR = "profile"  # trainer.profile_steps' trace
 # ... and the artifact folders of its MLflow run (besides .hydra, checkpoints, figures, tensorboard):
 ONNX_ARTIFACTS = "onnx"
 MODEL_ARTIFACT = "model"  # the logged MLflow model

@@ -8,6 +8,7 @@ from sweeplab.errors import UserError
 from sweeplab.vocabulary import OPTIMIZABLE
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
+POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -32,13 +33,52 @@ def check_ranges(cfg: DictConfig) -> None:
         ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
         ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]
+    rules += augment_rules(cfg.dataset.augment) + trainer_rules(cfg.trainer)
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
-    if cfg.trainer.early_stopping_patience is not None:
-        rules.append(("trainer.early_stopping_patience", cfg.trainer.early_stopping_patience >= 1, "must be >= 1"))
-    if cfg.trainer.grad_clip is not None:
-        rules.append(("trainer.grad_clip", cfg.trainer.grad_clip > 0, "must be > 0 (or null)"))
+    if cfg.trainer.ema_for_best and cfg.optimized_metric.startswith("train/"):
+        rules.append(("optimized_metric", False, "must be a val/ metric with trainer.ema_for_best (the EMA is not "
+                                                  "trained on)"))
     for key, ok, requirement in rules:
         if not ok:
             value = OmegaConf.select(cfg, key)
             raise UserError(f"{key}={value} is invalid: it {requirement}; override it, e.g. `{key}=...`")
+
+
+def augment_rules(augment: DictConfig) -> list[tuple[str, bool, str]]:
+    key = "dataset.augment."
+    return [
+        (key + "policy", augment.policy in POLICIES, f"must be one of {POLICIES}"),
+        (key + "random_erasing", 0 <= augment.random_erasing <= 1, "must be a probability, in [0, 1]"),
+        (key + "mixup_alpha", augment.mixup_alpha >= 0, "must be >= 0 (0 turns mixup off)"),
+        (key + "cutmix_alpha", augment.cutmix_alpha >= 0, "must be >= 0 (0 turns cutmix off)"),
+        (key + "mix_prob", 0 <= augment.mix_prob <= 1, "must be a probability, in [0, 1]"),
+        (key + "switch_prob", 0 <= augment.switch_prob <= 1, "must be a probability, in [0, 1]"),
+    ]
+
+
+def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
+    rules = [
+        ("trainer.overfit_batches", trainer.overfit_batches >= 0, "must be >= 0 (0 turns it off)"),
+        ("trainer.profile_steps", trainer.profile_steps >= 0, "must be >= 0 (0 turns it off)"),
+        ("trainer.ema_for_best", not trainer.ema_for_best or trainer.ema_decay is not None,
+         "needs trainer.ema_decay (e.g. 0.999)"),
+    ]
+    if trainer.ema_decay is not None:
+        rules.append(("trainer.ema_decay", 0 < trainer.ema_decay < 1, "must be in (0, 1), e.g. 0.999"))
+    if trainer.early_stopping_patience is not None:
+        rules.append(("trainer.early_stopping_patience", trainer.early_stopping_patience >= 1, "must be >= 1"))
+    if trainer.grad_clip is not None:
+        rules.append(("trainer.grad_clip", trainer.grad_clip > 0, "must be > 0 (or null)"))
+    for key in ("limit_train_batches", "limit_val_batches"):
+        rules.append((f"trainer.{key}", batch_limit_ok(trainer[key]),
+                      "must be a count of batches (an int >= 1), a fraction (a float in (0, 1]) or null"))
+    return rules
+
+
+def batch_limit_ok(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return False
+    return value >= 1 if isinstance(value, int) else isinstance(value, float) and 0 < value <= 1

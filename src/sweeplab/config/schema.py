@@ -14,6 +14,16 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from sweeplab.config.optimizers import (
+    AdamConfig,
+    AdamWConfig,
+    CosineSchedulerConfig,
+    OneCycleSchedulerConfig,
+    RMSpropConfig,
+    SchedulerConfig,
+    SGDConfig,
+    StepSchedulerConfig,
+)
 from sweeplab.vocabulary import VAL_ACC
 
 # What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
@@ -22,9 +32,19 @@ TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
 
 @dataclass
 class AugmentConfig:
+    """Training-time augmentation, on whole batches on the device; every switch off by default."""
+
     random_crop_padding: int = 0
     hflip: bool = False
     vflip: bool = False
+    # none, randaugment, trivialaugment or autoaugment (torchvision's policies, each image its own draw).
+    policy: str = "none"
+    random_erasing: float = 0.0  # the probability an image gets a random rectangle erased
+    # Batch mixing as timm's train.py: alpha 0 turns one off; with both on, CutMix is picked with switch_prob.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0  # the probability a batch is mixed at all
+    switch_prob: float = 0.5
 
 
 @dataclass
@@ -83,69 +103,6 @@ class TorchvisionConfig(ModelConfig):
 
 
 @dataclass
-class SGDConfig:
-    _target_: str = "torch.optim.SGD"
-    _partial_: bool = True
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-
-
-@dataclass
-class AdamConfig:
-    _target_: str = "torch.optim.Adam"
-    _partial_: bool = True
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    _target_: str = "torch.optim.AdamW"
-    weight_decay: float = 0.01
-
-
-@dataclass
-class RMSpropConfig:
-    _target_: str = "torch.optim.RMSprop"
-    _partial_: bool = True
-    lr: float = 1e-3
-    alpha: float = 0.99
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-
-
-@dataclass
-class SchedulerConfig:
-    # A factory in sweeplab.optim taking (optimizer, total_steps, steps_per_epoch).
-    _target_: str = "sweeplab.optim.constant"
-    _partial_: bool = True
-    # Linear warm-up from lr/steps to lr over this many epochs, before the schedule itself.
-    warmup_epochs: float = 0.0
-
-
-@dataclass
-class StepSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.step"
-    step_epochs: int = 10
-    gamma: float = 0.1
-
-
-@dataclass
-class CosineSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.cosine"
-    min_lr: float = 0.0
-
-
-@dataclass
-class OneCycleSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.onecycle"
-    pct_start: float = 0.3
-
-
-@dataclass
 class DeviceConfig:
     # auto tries cuda, then mps, then cpu; naming an absent one is an error, never a fall-back.
     type: str = "auto"
@@ -168,6 +125,15 @@ class TrainerConfig:
     progress: bool = True
     # true: deterministic algorithms, no cuDNN benchmark, no TF32 (a seed reproduces a run on a GPU too).
     deterministic: bool = False
+    # An exponential moving average of the weights (and buffers), updated every step: val_ema/* each epoch.
+    ema_decay: float | None = None
+    ema_for_best: bool = False  # the EMA weights pick the best checkpoint and are the ones exported
+    # Debugging (conf/debug/): batches an epoch as a count (int) or a fraction (float); the same first
+    # N training batches every epoch, and for validation (an overfit check); steps to profile.
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    overfit_batches: int = 0
+    profile_steps: int = 0
 
 
 @dataclass

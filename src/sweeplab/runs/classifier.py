@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
+from sweeplab.checkpoint import serving_weights
 from sweeplab.config.schema import CNNConfig, MLPConfig, TorchvisionConfig
 from sweeplab.data.augment import Normalize
 from sweeplab.models import build_model
@@ -30,7 +31,7 @@ def rebuild_model(payload: dict[str, Any]) -> nn.Module:
     model_cfg = OmegaConf.create({"_target_": saved_target(saved), **saved, "weights": None})
     shape = tuple(int(n) for n in payload["input"]["shape"])
     model = build_model(model_cfg, shape, len(payload["classes"]))  # type: ignore[arg-type]
-    model.load_state_dict(payload["model"])
+    model.load_state_dict(serving_weights(payload))
     return model.eval()
 
 
