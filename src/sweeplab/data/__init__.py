@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sweeplab.config.schema import TRUSTED_TARGETS, DatasetConfig
-from sweeplab.data.augment import BatchPreprocess
-from sweeplab.data.batches import make_batches
+from sweeplab.config.schema import TRUSTED_TARGETS, AugmentConfig, DatasetConfig, TrainerConfig
+from sweeplab.data.augment import BatchPreprocess, Policies
+from sweeplab.data.batches import FirstBatches, SameBatches, make_batches
 from sweeplab.data.sources import Splits
 from sweeplab.errors import UserError
 
@@ -24,6 +25,7 @@ class Data:
     classes: list[str]
     image_shape: tuple[int, int, int]
     sizes: dict[str, int]  # images per split: train, val, test
+    mix: Callable | None = None  # MixUp/CutMix of training batches, if asked for (sweeplab.data.policies)
 
 
 def load_splits(cfg: DatasetConfig) -> Splits:
@@ -47,11 +49,32 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
             "give one value per channel"
         )
     eval_batch_size = cfg.eval_batch_size or cfg.batch_size
+    policies = augmentation_policies(cfg.augment, len(splits.classes), on_batches=not splits.policy_applied)
     return Data(
         train=make_batches(splits.train, cfg.batch_size, True, device, seed, cfg.num_workers),
         val=make_batches(splits.val, eval_batch_size, False, device, seed, cfg.num_workers),
-        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, device=device),
+        preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, device=device,
+                                   policy=policies.image, erase=policies.erase),
         classes=splits.classes,
         image_shape=splits.image_shape,
         sizes={"train": len(splits.train), "val": len(splits.val), "test": 0},  # type: ignore[arg-type]
+        mix=policies.mix,
     )
+
+
+def augmentation_policies(augment: AugmentConfig, num_classes: int, on_batches: bool = True) -> Policies:
+    """torchvision's policies, erasing and mixing, only when asked for: importing torchvision takes 1.4 s."""
+    if augment.policy == "none" and not (augment.random_erasing or augment.mixup_alpha or augment.cutmix_alpha):
+        return Policies()
+    from sweeplab.data.policies import build_policies
+
+    return build_policies(augment, num_classes, on_batches)
+
+
+def limited(data: Data, trainer: TrainerConfig) -> Data:
+    """Data for a debugging run: fewer batches an epoch, or the same few batches every epoch (train and val)."""
+    if trainer.overfit_batches:
+        same = SameBatches(data.train, trainer.overfit_batches)
+        return replace(data, train=same, val=same)
+    return replace(data, train=FirstBatches.of(data.train, trainer.limit_train_batches),
+                   val=FirstBatches.of(data.val, trainer.limit_val_batches))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sweeplab.config.schema import AugmentConfig
+
+Batch = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Policies:
+    """torchvision's augmentation, when asked for (built by sweeplab.data.policies)."""
+
+    image: Batch | None = None  # uint8 images, each its own draw
+    erase: Batch | None = None  # normalized float images, each its own draw
+    mix: Callable | None = None  # float batch, labels -> mixed batch, soft targets
 
 
 class Normalize(nn.Module):
@@ -29,12 +43,16 @@ class BatchPreprocess:
     """uint8 NCHW -> normalized float; random crop (with padding) and flips only in training."""
 
     def __init__(self, mean: list[float], std: list[float], augment: AugmentConfig, channels_last: bool = False,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", policy: Batch | None = None, erase: Batch | None = None):
         self.normalize = Normalize(mean, std).to(device)  # its constants live where the batches do
         self.augment = augment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.policy = policy  # uint8 images -> uint8 images (sweeplab.data.policies)
+        self.erase = erase  # normalized images -> normalized images
 
     def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.policy:
+            images = self.policy(images)
         x = self.normalize(images)
         if train:
             x = self.random_augment(x)
@@ -47,6 +65,8 @@ class BatchPreprocess:
             x = _flip_some(x, dim=2)
         if self.augment.random_crop_padding:
             x = _random_crop(x, self.augment.random_crop_padding)
+        if self.erase:
+            x = self.erase(x)
         return x
 
 

@@ -6,6 +6,8 @@ per-image Python work); image folders go through a DataLoader with workers.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterator
 
 import torch
@@ -70,6 +72,39 @@ def _worker_message(error: UserError) -> str:
     """The user's one line: a DataLoader worker re-raises it below its own traceback."""
     last_line = str(error).rstrip().splitlines()[-1]
     return last_line.partition(f"{UserError.__name__}: ")[2] or last_line
+
+
+class FirstBatches:
+    """The first `count` batches of an epoch (trainer.limit_*_batches)."""
+
+    def __init__(self, batches, count: int):
+        self.batches, self.count = batches, min(count, len(batches))
+
+    @classmethod
+    def of(cls, batches, limit: int | float | None):
+        """`limit` as a count (int) or a fraction of the epoch (float); None keeps every batch."""
+        if limit is None:
+            return batches
+        return cls(batches, limit if isinstance(limit, int) else max(1, math.ceil(limit * len(batches))))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Batch]:
+        return itertools.islice(iter(self.batches), self.count)
+
+
+class SameBatches:
+    """The first `count` batches, drawn once and given again every epoch (trainer.overfit_batches)."""
+
+    def __init__(self, batches, count: int):
+        self.kept = list(itertools.islice(iter(batches), count))
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.kept)
 
 
 def make_batches(data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int):
