@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
-from sweeplab.checkpoint import load_checkpoint, load_state_file
+from sweeplab.checkpoint import load_checkpoint, load_state_file, serving_weights
 from sweeplab.config.checks import check_ranges
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
-from sweeplab.data import Data, build_data
+from sweeplab.data import Data, build_data, limited
 from sweeplab.device import configure_backends, resolve_device, resolve_precision
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.export.onnx import export_classifier
@@ -31,6 +32,7 @@ from sweeplab.export.parity import verified
 from sweeplab.hydra_job import HydraJob
 from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.optim import build_optimizer, build_scheduler
+from sweeplab.profiling import StepProfiler
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
@@ -41,11 +43,14 @@ from sweeplab.tracking.store import resolve_uri
 from sweeplab.vocabulary import (
     BEST_CHECKPOINT,
     CHECKPOINTS_DIR,
+    EARLY_STOP_TAG,
     EXPORT_DIR,
     LAST_CHECKPOINT,
+    PROFILE_DIR,
     TENSORBOARD_DIR,
     best_metric,
     metric_mode,
+    selected_metric,
 )
 
 
@@ -70,21 +75,24 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     precision = resolve_precision(cfg.trainer.precision, device)
     environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
-        data = build_data(cfg.dataset, device, cfg.seed)
+        data = limited(build_data(cfg.dataset, device, cfg.seed), cfg.trainer)
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
         if use_channels_last(cfg, model):
             model = to_channels_last(model)
             data.preprocess.memory_format = torch.channels_last
-        tracker = BestTracker(cfg.optimized_metric, metric_mode(cfg.optimized_metric))
+        metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
+        tracker = BestTracker(metric, metric_mode(metric))
         callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), ShareCores(recorder)]
         trainer = build_trainer(cfg, model, data, device, precision, callbacks)
         if resume:
             restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
         history = trainer.fit()
-        print_summary(history, tracker.best_epoch, cfg.optimized_metric, run_dir, data.sizes)
+        print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes)
         best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
-        model.load_state_dict(best["model"])
+        model.load_state_dict(serving_weights(best))
         if tracking:
+            if trainer.epoch < trainer.epochs:
+                tracking.set_tag(EARLY_STOP_TAG, f"after epoch {trainer.epoch} of {trainer.epochs}")
             record_results(cfg, tracking, model, data, history, tracker, run_dir)
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
@@ -159,6 +167,8 @@ def build_callbacks(
         from sweeplab.tensorboard import TensorBoardLogger  # optional: the tensorboard package takes a second
 
         callbacks.append(TensorBoardLogger(run_dir / TENSORBOARD_DIR, next(iter(data.val))[0], data.preprocess))
+    if cfg.trainer.profile_steps:
+        callbacks.append(StepProfiler(run_dir / PROFILE_DIR, cfg.trainer.profile_steps))
     return callbacks
 
 
@@ -178,19 +188,27 @@ def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.d
         grad_clip=cfg.trainer.grad_clip,
         label_smoothing=cfg.trainer.label_smoothing,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
+        ema=moving_average(model, cfg.trainer.ema_decay),
+        mix=data.mix,
         callbacks=callbacks,
     )
+
+
+def moving_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """trainer.ema_decay: an exponential moving average of the weights and buffers (BatchNorm's statistics too)."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
 
 
 def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data,
                    history: list[EpochMetrics], tracker: BestTracker, run_dir: Path) -> None:
     """The best epoch's figures and checkpoint, in the MLflow run (drawn and uploaded by the recorder)."""
-    tracking.log_metrics(metric_rows({best_metric(cfg.optimized_metric): tracker.best}, tracker.best_epoch))
+    tracking.log_metrics(metric_rows({best_metric(tracker.metric): tracker.best}, tracker.best_epoch))
     images, labels, predictions = validation_predictions(model, data)
     tracking.log_figures(FigureData([asdict(m) for m in history], labels, predictions, images, data.classes))
     tracking.log_artifact(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, CHECKPOINTS_DIR)
-    if cfg.tracking.tensorboard:
-        tracking.log_artifact(run_dir / TENSORBOARD_DIR, TENSORBOARD_DIR)
+    for wanted, folder in ((cfg.tracking.tensorboard, TENSORBOARD_DIR), (cfg.trainer.profile_steps, PROFILE_DIR)):
+        if wanted:
+            tracking.log_artifact(run_dir / folder, folder)
 
 
 @torch.no_grad()

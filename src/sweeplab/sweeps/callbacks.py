@@ -36,6 +36,7 @@ from sweeplab.vocabulary import (
     PARENT_RUN_ENV,
     SWEEP_DIR_TAG,
     SWEPT_TAG,
+    selected_metric,
 )
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SweepRecord(Callback):
             SWEEP_DIR_TAG: sweep_dir,
             OVERRIDES_TAG: shlex.join(config.hydra.overrides.task),
             SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
-            OPTIMIZED_TAG: config.optimized_metric,
+            OPTIMIZED_TAG: selected_metric(config.optimized_metric, config.trainer.ema_for_best),
         }
         experiment = experiment_name(config.tracking.experiment, config.dataset.name)
         self.starting = recorder.submit(f"{SWEEP}:start_sweep", SweepSpec(self.uri, experiment, sweep_dir, tags))

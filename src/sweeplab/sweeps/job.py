@@ -25,7 +25,7 @@ from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
-from sweeplab.vocabulary import FAILED, FINISHED, KILLED, RUNNING
+from sweeplab.vocabulary import FAILED, FINISHED, KILLED, RUNNING, selected_metric
 
 log = logging.getLogger(__name__)
 WRITE_RESULT = "sweeplab.sweeps.results:write_result"
@@ -50,7 +50,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         if job.threads:  # jobs side by side on one machine share its cores
             torch.set_num_threads(job.threads)
         recorder = job_recorder(cfg, job)
-        result = JobResult(RUNNING, job.overrides, cfg.optimized_metric, job=job.num)
+        metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
+        result = JobResult(RUNNING, job.overrides, metric, job=job.num)
         write_result(str(run_dir), result)
         started = time.perf_counter()
         try:

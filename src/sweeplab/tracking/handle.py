@@ -39,6 +39,7 @@ from sweeplab.vocabulary import (
     RUN_DIR_TAG,
     SWEEP_DIR_TAG,
     THREADS_TAG,
+    selected_metric,
 )
 
 if TYPE_CHECKING:
@@ -139,6 +140,9 @@ class TrackedRun:
     def log_export(self, record: ExportRecord) -> None:
         self.recorder.submit("sweeplab.tracking.logged_model:log_export", self.run_dir, record)
 
+    def set_tag(self, key: str, value: str) -> None:
+        self._call("set_tag", key, value)
+
     def end(self, status: str, reason: str | None = None) -> None:
         self._call("end_run", status, reason)
 
@@ -175,7 +179,7 @@ def run_spec(
     tags = {
         **environment,
         OVERRIDES_TAG: shlex.join(job.overrides),
-        OPTIMIZED_TAG: cfg.optimized_metric,
+        OPTIMIZED_TAG: selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best),
         RUN_DIR_TAG: run_dir,
     }
     if job.multirun:

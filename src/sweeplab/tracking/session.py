@@ -174,6 +174,15 @@ def log_artifact(run_dir: str, path: str, folder: str | None) -> None:
     sessions[run_dir].log_artifact(Path(path), folder)
 
 
+def set_tag(run_dir: str, key: str, value: str) -> None:
+    session = sessions[run_dir]
+    if session.reachable():
+        try:
+            session.client.set_tag(session.run_id, key, value)
+        except DELIVERY_ERRORS:
+            session.online = False
+
+
 def log_figures(run_dir: str, data: FigureData) -> None:
     """Draw the run's figures into its run dir and upload them."""
     folder = Path(run_dir) / FIGURES_DIR
