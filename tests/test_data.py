@@ -33,27 +33,46 @@ CPU = torch.device("cpu")
 # --- sources -------------------------------------------------------------------------------------------------------
 
 
-def test_digits_is_the_real_bundled_set() -> None:
-    splits = load_digits(split_seed=0, val_fraction=0.2)
-    assert len(splits.train) + len(splits.val) == 1797
-    assert len(splits.val) == round(1797 * 0.2)
+def rows(*datasets: TensorDataset) -> list[bytes]:
+    """Each image with its label, as bytes: the multiset two ways of splitting the same data must agree on."""
+    return sorted(image.numpy().tobytes() + bytes([int(label)]) for dataset in datasets for image, label in
+                  zip(*dataset.tensors, strict=True))
+
+
+def test_digits_is_the_real_bundled_set_with_a_held_out_test_split() -> None:
+    splits = load_digits(split_seed=0, val_fraction=0.2, test_fraction=0.2)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (1150, 288, 359)
     assert splits.image_shape == (1, 8, 8) and splits.classes == [str(d) for d in range(10)]
     images, labels = splits.train.tensors
     assert images.dtype == torch.uint8 and images.max() == 255 and labels.unique().tolist() == list(range(10))
+    everything = load_digits(0, 0.2)  # no test split: train and val
+    assert rows(splits.train, splits.val, splits.test) == rows(everything.train, everything.val)
+    optimistic = load_digits(0, 0.2, test_fraction=0.2, val_split="test")  # validation on the test split
+    assert optimistic.test is None and rows(optimistic.val) == rows(splits.test)
+    assert rows(optimistic.train) == rows(splits.train, splits.val)
 
 
 def test_digits_split_depends_only_on_split_seed() -> None:
-    first, again, other = (load_digits(seed, 0.2) for seed in (0, 0, 1))
-    assert torch.equal(first.val.tensors[0], again.val.tensors[0])
-    assert not torch.equal(first.val.tensors[0], other.val.tensors[0])
+    first, again, other = (load_digits(seed, 0.2, 0.2) for seed in (0, 0, 1))
+    for name in ("val", "test"):
+        assert torch.equal(getattr(first, name).tensors[0], getattr(again, name).tensors[0])
+        assert not torch.equal(getattr(first, name).tensors[0], getattr(other, name).tensors[0])
+
+
+def test_val_split_test_needs_a_test_split() -> None:
+    with pytest.raises(UserError, match=r"dataset.val_split=test needs a test split.*dataset.test_fraction"):
+        load_digits(0, 0.2, test_fraction=0, val_split="test")
 
 
 @pytest.mark.parametrize("variant", ["MNIST", "FashionMNIST"])
 def test_mnist_idx_files_read_back_exactly(tmp_path: Path, variant: str) -> None:
     raw = write_mnist(tmp_path, variant, train_size=30, test_size=20)
-    splits = load_mnist(str(tmp_path), variant, download=False)
-    assert (len(splits.train), len(splits.val)) == (30, 20)
+    splits = load_mnist(str(tmp_path), variant, download=False, val_split="test")  # the official splits as they are
+    assert (len(splits.train), len(splits.val)) == (30, 20) and splits.test is None
     assert splits.image_shape == (1, 28, 28) and len(splits.classes) == 10
+    held_out = load_mnist(str(tmp_path), variant, download=False, split_seed=0, val_fraction=0.1)
+    assert (len(held_out.train), len(held_out.val), len(held_out.test)) == (27, 3, 20)
+    assert rows(held_out.test) == rows(splits.val) and rows(held_out.train, held_out.val) == rows(splits.train)
     header = 16  # magic + three sizes
     written = np.frombuffer((raw / MNIST_FILES["train"][0]).read_bytes()[header:], np.uint8).reshape(30, 1, 28, 28)
     labels = np.frombuffer((raw / MNIST_FILES["train"][1]).read_bytes()[8:], np.uint8)
@@ -86,8 +105,10 @@ def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cifar_read_through_torchvision_without_md5(cifar_root: Path) -> None:
-    splits = load_cifar10(str(cifar_root), download=False, verify_checksums=False)
-    assert (len(splits.train), len(splits.val)) == (5 * 8, 12)
+    held_out = load_cifar10(str(cifar_root), download=False, verify_checksums=False)
+    assert (len(held_out.train), len(held_out.val), len(held_out.test)) == (36, 4, 12)
+    splits = load_cifar10(str(cifar_root), download=False, verify_checksums=False, val_split="test")
+    assert (len(splits.train), len(splits.val)) == (5 * 8, 12) and rows(held_out.test) == rows(splits.val)
     assert splits.image_shape == (3, 32, 32) and splits.classes == CIFAR_CLASSES
     with (cifar_root / "cifar-10-batches-py" / "data_batch_1").open("rb") as file:
         batch = pickle.load(file, encoding="latin1")
@@ -138,7 +159,19 @@ def test_image_folder_without_val_is_split_by_seed(train_only_folder: Path) -> N
     assert (len(splits.train), len(splits.val)) == (24, 6)
     assert set(splits.train.indices).isdisjoint(splits.val.indices)
     again = load_image_folder(str(train_only_folder), 7, 0.2, image_size=24, crop_size=None)
-    assert again.val.indices == splits.val.indices
+    assert again.val.indices == splits.val.indices and splits.test is None
+
+
+def test_image_folder_carves_a_test_split_or_reads_test(train_only_folder: Path, tmp_path: Path) -> None:
+    splits = load_image_folder(str(train_only_folder), 7, 0.2, 24, None, test_fraction=0.2)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (19, 5, 6)
+    parts = [set(splits.train.indices), set(splits.val.indices), set(splits.test.indices)]
+    assert set.union(*parts) == set(range(30)) and sum(map(len, parts)) == 30
+    (tmp_path / "both").mkdir()
+    (tmp_path / "both" / "train").symlink_to(train_only_folder / "train")
+    (tmp_path / "both" / "test").symlink_to(train_only_folder / "train")
+    read = load_image_folder(str(tmp_path / "both"), 7, 0.2, 24, None, test_fraction=0.5)  # test/ wins
+    assert (len(read.train), len(read.val), len(read.test)) == (24, 6, 30)
 
 
 @pytest.mark.parametrize(
@@ -200,8 +233,8 @@ def test_unreadable_image_is_one_line_naming_it(tmp_path: Path, workers: int) ->
 
 def test_seeded_split_keeps_at_least_one_val_item() -> None:
     data = TensorDataset(torch.arange(3))
-    train, val = seeded_split(data, 0.01, 0)
-    assert len(val.indices) == 1 and sorted(train.indices + val.indices) == [0, 1, 2]
+    train, val = seeded_split(data, 0.01, 0)  # in-memory parts stay tensors
+    assert len(val) == 1 and sorted(torch.cat([train.tensors[0], val.tensors[0]]).tolist()) == [0, 1, 2]
 
 
 # --- batches -------------------------------------------------------------------------------------------------------

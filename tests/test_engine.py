@@ -382,7 +382,7 @@ def test_full_precision_needs_no_autocast_or_scaler() -> None:
 def test_summary_and_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trainer = make_trainer(epochs=2, callbacks=[ProgressBar()], log_every_n_steps=2)
     history = trainer.fit()
-    print_summary(history, 2, "val/acc", tmp_path, {"train": 8, "val": 4, "test": 0})
+    print_summary(history, 2, "val/acc", tmp_path, {"train": 8, "val": 4, "test": 0}, None, "train")
     out = capsys.readouterr()
     assert "2*" in out.out and str(tmp_path) in out.out.replace("\n", "")
     assert "1.00e-02" in out.out, "the lr column must not be cut short (80 columns when not a terminal)"

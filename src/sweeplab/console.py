@@ -54,7 +54,7 @@ class ProgressBar(Callback):
 
 
 def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path,
-                  sizes: dict[str, int]) -> None:
+                  sizes: dict[str, int], test: tuple[float, float] | None, val_split: str) -> None:
     # A light box and a floor under the lr column: in an 80-column terminal rich otherwise cut 1.00e-03 to 1.00e-…
     table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY, pad_edge=False,
                   collapse_padding=True)
@@ -72,7 +72,17 @@ def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run
         )
     results_console.print(table)
     results_console.print(f"images: {' / '.join(f'{count} {split}' for split, count in sizes.items())}")
+    results_console.print(test_line(test, best_epoch, val_split), markup=False)
     results_console.print(f"Run written to [bold]{run_dir}[/bold] (checkpoints in {run_dir / 'checkpoints'})")
+
+
+def test_line(test: tuple[float, float] | None, best_epoch: int, val_split: str) -> str:
+    if test:
+        return f"test: acc {test[1]:.2%}, loss {test[0]:.4f} (the best epoch, {best_epoch}, scored once on test data)"
+    if val_split == "test":
+        return ("validated on the test split (dataset.val_split=test): every choice saw it, so these accuracies are "
+                "optimistic; no test score")
+    return "no test split: this run has no test score (dataset.test_fraction, or a test/ folder, gives one)"
 
 
 def print_tracking_location(run_id: str, uri: str) -> None:

@@ -37,6 +37,7 @@ from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.sweeps.job import job_task
+from sweeplab.sweeps.results import Scores
 from sweeplab.tracking.handle import GRID_IMAGES, FigureData, TrackedRun, environment_tags, metric_rows, tracked_run
 from sweeplab.tracking.metrics import MetricLogger
 from sweeplab.tracking.store import resolve_uri
@@ -48,6 +49,8 @@ from sweeplab.vocabulary import (
     LAST_CHECKPOINT,
     PROFILE_DIR,
     TENSORBOARD_DIR,
+    TEST_ACC,
+    TEST_LOSS,
     best_metric,
     metric_mode,
     selected_metric,
@@ -61,8 +64,9 @@ def seed_everything(seed: int) -> None:
 
 
 @job_task
-def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inline) -> float:
-    """Train as configured; return the best value of `optimized_metric` (what sweepers optimize).
+def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inline) -> Scores:
+    """Train as configured; return the best value of `optimized_metric` (what sweepers optimize) and the
+    best checkpoint's score on the test split, measured once after training.
 
     `resume` continues an interrupted run in its run dir: from its last checkpoint if it wrote one,
     in the MLflow run it had started.
@@ -87,20 +91,21 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         if resume:
             restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
         history = trainer.fit()
-        print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes)
         best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
         model.load_state_dict(serving_weights(best))
+        test = trainer.evaluate(data.test, model) if data.test is not None else None
+        print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test, cfg.dataset.val_split)
         if tracking:
             if trainer.epoch < trainer.epochs:
                 tracking.set_tag(EARLY_STOP_TAG, f"after epoch {trainer.epoch} of {trainer.epochs}")
-            record_results(cfg, tracking, model, data, history, tracker, run_dir)
+            record_results(cfg, tracking, model, data, history, tracker, run_dir, test)
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
         if not job.in_launching_process:
             recorder.wait()  # what the recorder could not do is this run's failure
         if tracking:
             print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
-    return tracker.best
+    return Scores(tracker.best, test[1] if test else None)
 
 
 class ShareCores(Callback):
@@ -199,10 +204,12 @@ def moving_average(model: nn.Module, decay: float | None) -> AveragedModel | Non
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
 
 
-def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data,
-                   history: list[EpochMetrics], tracker: BestTracker, run_dir: Path) -> None:
-    """The best epoch's figures and checkpoint, in the MLflow run (drawn and uploaded by the recorder)."""
-    tracking.log_metrics(metric_rows({best_metric(tracker.metric): tracker.best}, tracker.best_epoch))
+def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data, history: list[EpochMetrics],
+                   tracker: BestTracker, run_dir: Path, test: tuple[float, float] | None) -> None:
+    """The best epoch's value, test score, figures and checkpoint, in the MLflow run (drawn and uploaded by the
+    recorder)."""
+    tests = {TEST_LOSS: test[0], TEST_ACC: test[1]} if test else {}
+    tracking.log_metrics(metric_rows({best_metric(tracker.metric): tracker.best, **tests}, tracker.best_epoch))
     images, labels, predictions = validation_predictions(model, data)
     tracking.log_figures(FigureData([asdict(m) for m in history], labels, predictions, images, data.classes))
     tracking.log_artifact(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, CHECKPOINTS_DIR)

@@ -13,10 +13,12 @@ VAL_EMA_LOSS, VAL_EMA_ACC = "val_ema/loss", "val_ema/acc"  # the weights' moving
 LR, EPOCH_SECONDS, IMAGES_PER_SECOND = "lr", "epoch_seconds", "images_per_second"
 # Every trainer.log_every_n_steps steps:
 STEP_LOSS, STEP_IMAGES_PER_SECOND = "train/step_loss", "train/step_images_per_second"
+# Once, after training: the best checkpoint on the test split (never seen by any choice).
+TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
 # What `optimized_metric` may name: the value sweepers get, early stopping watches and best.pt keeps.
 OPTIMIZABLE = (VAL_ACC, VAL_LOSS, TRAIN_ACC, TRAIN_LOSS)
 # What `sweeplab compare` shows unless told:
-COMPARED = (VAL_ACC, VAL_LOSS, TRAIN_LOSS, EPOCH_SECONDS)
+COMPARED = (VAL_ACC, TEST_ACC, VAL_LOSS, TRAIN_LOSS, EPOCH_SECONDS)
 # A run's export check (see sweeplab.export.verify):
 ONNX_MAX_ABS_DIFF, ONNX_ARGMAX_AGREEMENT = "onnx/max_abs_diff", "onnx/argmax_agreement"
 ONNX_NUM_IMAGES, ONNX_RANDOM_INPUTS = "onnx/num_images", "onnx/random_inputs"

@@ -10,6 +10,7 @@ from sweeplab.vocabulary import OPTIMIZABLE
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+VAL_SPLITS = ("train", "test")
 
 
 def check_ranges(cfg: DictConfig) -> None:
@@ -24,6 +25,8 @@ def check_ranges(cfg: DictConfig) -> None:
         ("dataset.batch_size", cfg.dataset.batch_size >= 1, "must be >= 1"),
         ("dataset.num_workers", cfg.dataset.num_workers >= 0, "must be >= 0"),
         ("dataset.val_fraction", 0 < cfg.dataset.val_fraction < 1, "must be between 0 and 1"),
+        ("dataset.test_fraction", 0 <= cfg.dataset.test_fraction < 1, "must be in [0, 1) (0: no test split)"),
+        ("dataset.val_split", cfg.dataset.val_split in VAL_SPLITS, f"must be one of {VAL_SPLITS}"),
         ("trainer.epochs", cfg.trainer.epochs >= 1, "must be >= 1"),
         ("trainer.label_smoothing", 0 <= cfg.trainer.label_smoothing < 1, "must be in [0, 1)"),
         ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),

@@ -57,8 +57,13 @@ class DatasetConfig:
     batch_size: int = 64
     eval_batch_size: int | None = None
     num_workers: int = 2
-    # Fraction of train held out for validation when the data set has no split of its own.
+    # Validation is carved from train with source.split_seed: this fraction of it (after any test carve).
     val_fraction: float = 0.2
+    # digits and image folders without test/: the fraction of train held out as the test split (0: no test score).
+    test_fraction: float = 0.0
+    # train: validate on data carved from train (the test split stays unseen until the end); test: validate on
+    # the test split, as the course notes do (optimistic: every choice is made on it), and get no test score.
+    val_split: str = "train"
     # Image folders are decoded at this size (resize shorter side, then center crop).
     image_size: int | None = None
     crop_size: int | None = None

@@ -21,6 +21,7 @@ from sweeplab.errors import UserError
 class Data:
     train: object  # iterable of (uint8 images, labels) batches on the device, with len()
     val: object
+    test: object | None  # scored once, with the best checkpoint; None: the run has no test score
     preprocess: BatchPreprocess
     classes: list[str]
     image_shape: tuple[int, int, int]
@@ -49,15 +50,18 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
             "give one value per channel"
         )
     eval_batch_size = cfg.eval_batch_size or cfg.batch_size
+    test = splits.test
     policies = augmentation_policies(cfg.augment, len(splits.classes), on_batches=not splits.policy_applied)
     return Data(
         train=make_batches(splits.train, cfg.batch_size, True, device, seed, cfg.num_workers),
         val=make_batches(splits.val, eval_batch_size, False, device, seed, cfg.num_workers),
+        test=make_batches(test, eval_batch_size, False, device, seed, cfg.num_workers) if test is not None else None,
         preprocess=BatchPreprocess(list(cfg.mean), list(cfg.std), cfg.augment, device=device,
                                    policy=policies.image, erase=policies.erase),
         classes=splits.classes,
         image_shape=splits.image_shape,
-        sizes={"train": len(splits.train), "val": len(splits.val), "test": 0},  # type: ignore[arg-type]
+        sizes={name: len(split) if split is not None else 0  # type: ignore[arg-type]
+               for name, split in (("train", splits.train), ("val", splits.val), ("test", test))},
         mix=policies.mix,
     )
 
@@ -73,8 +77,9 @@ def augmentation_policies(augment: AugmentConfig, num_classes: int, on_batches: 
 
 def limited(data: Data, trainer: TrainerConfig) -> Data:
     """Data for a debugging run: fewer batches an epoch, or the same few batches every epoch (train and val)."""
+    test = FirstBatches.of(data.test, trainer.limit_val_batches)  # scored as validation is, never overfit on
     if trainer.overfit_batches:
         same = SameBatches(data.train, trainer.overfit_batches)
-        return replace(data, train=same, val=same)
+        return replace(data, train=same, val=same, test=test)
     return replace(data, train=FirstBatches.of(data.train, trainer.limit_train_batches),
-                   val=FirstBatches.of(data.val, trainer.limit_val_batches))
+                   val=FirstBatches.of(data.val, trainer.limit_val_batches), test=test)

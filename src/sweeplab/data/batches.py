@@ -83,7 +83,7 @@ class FirstBatches:
     @classmethod
     def of(cls, batches, limit: int | float | None):
         """`limit` as a count (int) or a fraction of the epoch (float); None keeps every batch."""
-        if limit is None:
+        if limit is None or batches is None:
             return batches
         return cls(batches, limit if isinstance(limit, int) else max(1, math.ceil(limit * len(batches))))
 

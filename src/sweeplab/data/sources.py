@@ -1,4 +1,9 @@
-"""Where images come from: each loader returns train/val splits of uint8 CHW images.
+"""Where images come from: each loader returns train/val/test splits of uint8 CHW images.
+
+Validation is carved from the training data with `split_seed` (not the training seed, so seed
+replicates share their splits); the test split (an official one, a `test/` folder, or a seeded
+carve) is never seen before the best checkpoint is scored on it. `val_split=test` validates on
+the test split instead, the optimistic habit of the course notes, and then there is no test score.
 
 Data sets that fit in memory come back as `TensorDataset`s over one uint8 tensor (decoded
 once); image folders come back as lazily decoded datasets read by a DataLoader. Loaders are
@@ -22,12 +27,16 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from sweeplab.errors import UserError, first_line
 
+NO_TEST_SPLIT = ("dataset.val_split=test needs a test split and this data set has none: set dataset.test_fraction "
+                 "(or add a test/ folder), or keep dataset.val_split=train")
+
 
 @dataclass
 class Splits:
     train: Dataset
     val: Dataset
     classes: list[str]
+    test: Dataset | None = None  # None: the run gets no test score
     policy_applied: bool = False  # the training images come out of the loader augmented already
 
     @property
@@ -35,13 +44,13 @@ class Splits:
         return tuple(self.val[0][0].shape)  # type: ignore[return-value]  # val: never augmented
 
 
-def load_digits(split_seed: int, val_fraction: float) -> Splits:
+def load_digits(split_seed: int, val_fraction: float, test_fraction: float = 0.0, val_split: str = "train") -> Splits:
     """scikit-learn's 8x8 digits (values 0..16), rescaled to the usual 0..255 range."""
     pixels, labels = read_bundled_digits()
     images = torch.from_numpy(np.round(pixels * (255 / 16)).astype(np.uint8)).unsqueeze(1)
     full = TensorDataset(images, torch.from_numpy(labels).long())
-    train, val = seeded_split(full, val_fraction, split_seed)
-    return Splits(_materialize(train), _materialize(val), [str(d) for d in range(10)])
+    pool, test = seeded_split(full, test_fraction, split_seed) if test_fraction else (full, None)
+    return with_validation(pool, test, [str(d) for d in range(10)], split_seed, val_fraction, val_split)
 
 
 def read_bundled_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -58,39 +67,43 @@ def read_bundled_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 
 
-def load_mnist(root: str, variant: str, download: bool) -> Splits:
+def load_mnist(root: str, variant: str, download: bool, split_seed: int = 0, val_fraction: float = 0.1,
+               val_split: str = "train") -> Splits:
     """MNIST or FashionMNIST from torchvision's IDX files (`variant` is the class name)."""
     import torchvision.datasets
 
     dataset_class = getattr(torchvision.datasets, variant)
     raw = Path(root).resolve() / variant / "raw"
     expected = [os.path.splitext(os.path.basename(url))[0] for url, _ in dataset_class.resources]
-    train, val = (
+    train, test = (
         _open_torchvision(dataset_class, raw, expected, root=root, train=split, download=download)
         for split in (True, False)
     )
-    return Splits(
+    return with_validation(
         TensorDataset(train.data.unsqueeze(1), train.targets.long()),
-        TensorDataset(val.data.unsqueeze(1), val.targets.long()),
-        list(train.classes),
+        TensorDataset(test.data.unsqueeze(1), test.targets.long()),
+        list(train.classes), split_seed, val_fraction, val_split,
     )
 
 
-def load_cifar10(root: str, download: bool, verify_checksums: bool) -> Splits:
+def load_cifar10(root: str, download: bool, verify_checksums: bool, split_seed: int = 0, val_fraction: float = 0.1,
+                 val_split: str = "train") -> Splits:
     """CIFAR-10 from torchvision's python pickle batches."""
     from torchvision.datasets import CIFAR10
 
     dataset_class = CIFAR10 if verify_checksums else _unverified_cifar10()
     folder = Path(root).resolve() / CIFAR10.base_folder
     expected = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
-    train, val = (
+    train, test = (
         _open_torchvision(dataset_class, folder, expected, root=root, train=split, download=download)
         for split in (True, False)
     )
-    return Splits(_from_hwc(train.data, train.targets), _from_hwc(val.data, val.targets), list(train.classes))
+    return with_validation(_from_hwc(train.data, train.targets), _from_hwc(test.data, test.targets),
+                           list(train.classes), split_seed, val_fraction, val_split)
 
 
-def load_fake(seed: int, num_train: int, num_val: int, num_classes: int, channels: int, size: int) -> Splits:
+def load_fake(seed: int, num_train: int, num_val: int, num_classes: int, channels: int, size: int,
+              num_test: int = 0) -> Splits:
     """Random images and labels from a seeded generator: for smoke tests, nothing to learn."""
     generator = torch.Generator().manual_seed(seed)
 
@@ -98,14 +111,28 @@ def load_fake(seed: int, num_train: int, num_val: int, num_classes: int, channel
         images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=generator)
         return TensorDataset(images, torch.randint(0, num_classes, (n,), generator=generator))
 
-    return Splits(split(num_train), split(num_val), [f"class_{i}" for i in range(num_classes)])
+    train, val, test = split(num_train), split(num_val), split(num_test) if num_test else None
+    return Splits(train, val, [f"class_{i}" for i in range(num_classes)], test)
+
+
+def with_validation(pool: Dataset, test: Dataset | None, classes: list[str], split_seed: int, val_fraction: float,
+                    val_split: str) -> Splits:
+    """Validation carved from `pool` and `test` kept for the end; or, with val_split=test, validation on `test`."""
+    if val_split == "test":  # optimistic, and no test score
+        if test is None:
+            raise UserError(NO_TEST_SPLIT)
+        return Splits(pool, test, classes)
+    train, val = seeded_split(pool, val_fraction, split_seed)
+    return Splits(train, val, classes, test)
 
 
 def load_image_folder(
     path: str, split_seed: int, val_fraction: float, image_size: int | None, crop_size: int | None,
-    policy: str = "none",
+    policy: str = "none", test_fraction: float = 0.0, val_split: str = "train",
 ) -> Splits:
-    """`path/train/<class>/<image>` and, if present, `path/val/<class>/<image>`.
+    """`path/train/<class>/<image>` and, if present, `path/val/...` and `path/test/...`; a split that is
+    absent is carved from train/ (test only with `test_fraction`), with validation's and test's images
+    decoded without the augmentation policy.
 
     Images are decoded by DataLoader workers to uint8 at a fixed size (resize the shorter side,
     then center crop); training images get the augmentation `policy` there too, each its own draw
@@ -120,7 +147,7 @@ def load_image_folder(
     if not path:  # imagefolder.yaml's `path: ???` cannot unset the schema's null default
         raise UserError("dataset.path is not set: point it at an image folder, e.g. dataset.path=/data/ants_bees")
     root = Path(path).resolve()
-    layout = f"expected {root}/train/<class>/<image> (and optionally {root}/val/<class>/<image>)"
+    layout = f"expected {root}/train/<class>/<image> (and optionally val/ and test/ beside train/, alike)"
     if not (root / "train").is_dir():
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
     if not image_size:
@@ -131,23 +158,34 @@ def load_image_folder(
             f"padded with black: set dataset.crop_size to at most {image_size} (null crops to dataset.image_size)"
         )
     decode = folder_decoder(image_size, crop_size)
-    augmented = v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode
 
-    def folder(split: str, transform) -> ImageFolder:
+    def folder(split: str, transform=decode) -> ImageFolder | None:
+        if split != "train" and not (root / split).is_dir():
+            return None
         try:
-            return ImageFolder(str(root / split), transform=transform, loader=read_rgb)
+            found = ImageFolder(str(root / split), transform=transform, loader=read_rgb)
         except FileNotFoundError as error:
             raise UserError(f"{error}: {layout}") from None
+        if split != "train" and found.classes != train.classes:
+            raise UserError(f"{root}/{split} has classes {found.classes} but {root}/train has {train.classes}: "
+                            "make them match")
+        return found
 
-    train = folder("train", augmented)
-    if not (root / "val").is_dir():  # both parts from train/: validation's images decoded without the policy
-        train_part, _ = seeded_split(train, val_fraction, split_seed)
-        _, val_part = seeded_split(folder("train", decode), val_fraction, split_seed)
-        return Splits(train_part, val_part, train.classes, policy_applied=policy != "none")
-    val = folder("val", decode)
-    if val.classes != train.classes:
-        raise UserError(f"{root}/val has classes {val.classes} but {root}/train has {train.classes}: make them match")
-    return Splits(train, val, train.classes, policy_applied=policy != "none")
+    train = folder("train", v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode)
+    plain = folder("train") if policy != "none" else train  # what carved val/test images are read through
+    pool, test, val = list(range(len(train))), folder("test"), folder("val")
+    if test is None and test_fraction:
+        pool, held = seeded_indices(pool, test_fraction, split_seed)
+        test = Subset(plain, held)
+    if val_split == "test":  # validation on the test split: optimistic, and no test score
+        if test is None:
+            raise UserError(NO_TEST_SPLIT)
+        val, test = test, None
+    elif val is None:
+        pool, held = seeded_indices(pool, val_fraction, split_seed)
+        val = Subset(plain, held)
+    kept = train if len(pool) == len(train) else Subset(train, pool)
+    return Splits(kept, val, train.classes, test, policy_applied=policy != "none")
 
 
 def folder_decoder(image_size: int, crop_size: int | None):
@@ -166,18 +204,24 @@ def read_rgb(path: str):
         raise UserError(f"{path} is not a readable image ({error}): remove or replace it") from None
 
 
-def seeded_split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
-    """The same split for the same seed, whatever the training seed is."""
-    n = len(dataset)  # type: ignore[arg-type]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(n * val_fraction))
-    return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+def seeded_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(the rest, a `fraction` of it); in-memory data sets stay one tensor each (batched without a DataLoader)."""
+    rest, part = seeded_indices(list(range(len(dataset))), fraction, seed)  # type: ignore[arg-type]
+    return _subset(dataset, rest), _subset(dataset, part)
 
 
-def _materialize(subset: Subset) -> TensorDataset:
-    base: TensorDataset = subset.dataset  # type: ignore[assignment]
-    index = torch.tensor(subset.indices)
-    return TensorDataset(*(tensor[index] for tensor in base.tensors))
+def seeded_indices(indices: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(the rest, a `fraction` of `indices`, at least one): the same for the same seed, whatever the training seed."""
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_part = max(1, round(len(indices) * fraction))
+    return [indices[i] for i in order[n_part:]], [indices[i] for i in order[:n_part]]
+
+
+def _subset(dataset: Dataset, indices: list[int]) -> Dataset:
+    if isinstance(dataset, TensorDataset):
+        index = torch.tensor(indices, dtype=torch.long)
+        return TensorDataset(*(tensor[index] for tensor in dataset.tensors))
+    return Subset(dataset, indices)
 
 
 def _from_hwc(images: np.ndarray, labels: list[int]) -> TensorDataset:

@@ -24,18 +24,19 @@ from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
-from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
+from sweeplab.sweeps.results import JobResult, Scores, check_same_job, read_result, write_result
 from sweeplab.vocabulary import FAILED, FINISHED, KILLED, RUNNING, selected_metric
 
 log = logging.getLogger(__name__)
 WRITE_RESULT = "sweeplab.sweeps.results:write_result"
 
-Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], float]
+Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
 
 
 def job_task(train: Train) -> Callable[[DictConfig], float]:
     """`train(cfg, job, resume, recorder)` as a Hydra task: `train(cfg)`, returning the best value of
-    optimized_metric (NaN for a failed sweep job, which the sweeper records and goes on from)."""
+    optimized_metric (NaN for a failed sweep job, which the sweeper records and goes on from); the
+    test score goes into result.json only, out of the sweeper's sight."""
 
     @functools.wraps(train)
     def run_job(cfg: DictConfig) -> float:
@@ -55,8 +56,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         write_result(str(run_dir), result)
         started = time.perf_counter()
         try:
-            result.value = train(cfg, job, previous is not None, recorder)
-            result.status = FINISHED
+            scores = train(cfg, job, previous is not None, recorder)
+            result.value, result.test_acc, result.status = scores.best, scores.test_acc, FINISHED
         except KeyboardInterrupt:
             result.status, result.reason = KILLED, "interrupted (Ctrl-C)"
             raise

@@ -21,11 +21,20 @@ from sweeplab.vocabulary import FINISHED, RESULT_FILE
 
 
 @dataclass
+class Scores:
+    """What a training run returns: the best value of its optimized metric, and its test score if it has one."""
+
+    best: float
+    test_acc: float | None = None
+
+
+@dataclass
 class JobResult:
     status: str
     overrides: list[str]
     metric: str
     value: float | None = None  # best value of `metric` over the epochs
+    test_acc: float | None = None  # the best checkpoint's, on the test split (none: no test split)
     reason: str | None = None  # why it failed
     job: int | None = None  # the Hydra job number (the Optuna trial number in an Optuna search)
     seconds: float | None = None  # wall time of this attempt

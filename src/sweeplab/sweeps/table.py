@@ -12,7 +12,7 @@ from rich.table import Table
 from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import legend, short, short_names
 from sweeplab.sweeps.results import JobResult, best_result
-from sweeplab.vocabulary import FINISHED
+from sweeplab.vocabulary import FINISHED, TEST_ACC
 
 
 def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
@@ -28,13 +28,14 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
     names = short_names(keys)
     table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
                   pad_edge=False, collapse_padding=True)
-    for column in ("job", *(names[key] for key in keys), "status", metric, "seconds"):
+    tested = any(r.test_acc is not None for r in results)  # a data set without a test split: no column
+    for column in ("job", *(names[key] for key in keys), "status", metric, *((TEST_ACC,) if tested else ()), "seconds"):
         table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
     for result, job_values in zip(results, values, strict=True):
         style = None if result.status == FINISHED else "red"
         table.add_row(
             f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
-            result.status, "" if result.value is None else f"{result.value:.4f}",
+            result.status, number(result.value), *((number(result.test_acc),) if tested else ()),
             "" if result.seconds is None else f"{result.seconds:.0f}", style=style,
         )
     console = Console()
@@ -44,3 +45,7 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
             console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
 
+
+
+def number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

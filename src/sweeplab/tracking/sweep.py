@@ -41,6 +41,8 @@ from sweeplab.vocabulary import (
     SWEEP_FAILED_JOBS_TAG,
     SWEEP_JOBS_TAG,
     SWEPT_TAG,
+    TEST_ACC,
+    TEST_LOSS,
     TRAIN_ACC,
     TRAIN_LOSS,
     VAL_ACC,
@@ -119,7 +121,8 @@ def summary_rows(parent: Run, children: list[Run]) -> tuple[list[dict[str, Any]]
             **{key: values.get(key, "") for key in keys},
             "status": child.info.status,
             best_metric(metric): child.data.metrics.get(best_metric(metric)),
-            **{name: child.data.metrics.get(name) for name in (VAL_ACC, VAL_LOSS, TRAIN_ACC, TRAIN_LOSS)},
+            **{name: child.data.metrics.get(name) for name in (TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, TRAIN_ACC,
+                                                                TRAIN_LOSS)},
         }
         for child, values in zip(children, overrides, strict=True)
     ]
