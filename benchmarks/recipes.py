@@ -15,8 +15,9 @@ python pickle batches; benchmarks/notes/generate_data.py), once, into --data, th
 - cifar-options: one epoch of the CNN recipe in sweeplab per CPU choice (NCHW, channels_last,
   bf16 autocast, both, torch.compile, one thread): what the CPU default is chosen from.
 
-sweeplab scores the official test split every epoch on these data sets, as the notes do (it is
-their validation split). Every side prints its accuracy. Run it on a quiet machine.
+The notes score the official test split every epoch (it is their validation split), so sweeplab
+runs with `dataset.val_split=test` here to do the same work. Every side prints its accuracy. Run it
+on a quiet machine.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ CIFAR_OPTIONS = {  # name: (overrides, environment)
 
 def sweeplab(data: Path, overrides: list[str]) -> list[str]:
     return [PYTHON, str(REPO / "train.py"), *overrides, f"paths.data_dir={data}", "dataset.source.download=false",
-            "trainer.progress=false"]
+            "dataset.val_split=test", "trainer.progress=false"]
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> dict:

@@ -39,7 +39,7 @@ def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
     assert len(parents) == 1, [r.info.run_name for r in runs]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     return {"client": client, "parent": parents[0], "children": children, "experiment": experiment, "cwd": cwd,
-            "uri": mlflow_server.uri}
+            "uri": mlflow_server.uri, "stdout": result.stdout}
 
 
 def test_one_parent_with_four_finished_children(sweep: dict) -> None:
@@ -63,10 +63,22 @@ def test_children_carry_params_tags_and_metrics(sweep: dict) -> None:
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
         assert "optimizer.lr=" in tags["sweeplab.overrides"] and Path(tags["hydra.output_dir"]).is_dir()
         for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_seconds", "images_per_second",
-                     "best/val/acc"):
+                     "best/val/acc", "test/acc", "test/loss"):
             assert name in metrics, name
-        assert 0 < metrics["val/acc"] <= 1
+        assert 0 < metrics["val/acc"] <= 1 and 0 < metrics["test/acc"] <= 1
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val/acc")] == [1]
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "test/acc")] == [1], "scored once"
+        assert params["dataset.test_fraction"] == "0.2" and params["dataset.val_split"] == "train"
+
+
+def test_children_record_the_splits_they_read_as_dataset_inputs(sweep: dict) -> None:
+    """The same splits for every job (one split_seed), each a dataset input with its size."""
+    inputs = [{(i.tags[0].value, i.dataset.name, json.loads(i.dataset.profile)["num_rows"], i.dataset.digest)
+               for i in child.inputs.dataset_inputs} for child in sweep["children"]]
+    assert all(found == inputs[0] for found in inputs)
+    assert {(split, name, size) for split, name, size, _ in inputs[0]} == {
+        ("train", "digits", 1150), ("val", "digits", 288), ("test", "digits", 359)}
+    assert len({digest for *_, digest in inputs[0]}) == 3
 
 
 def test_children_carry_artifacts_and_the_best_one_a_model(sweep: dict) -> None:
@@ -130,6 +142,7 @@ def test_parent_holds_the_summary(sweep: dict, tmp_path: Path) -> None:
     assert {row["run_id"] for row in rows} == set(children) and rows[0]["run_id"] == best.info.run_id
     assert {(row["optimizer.lr"], row["model"], row["status"]) for row in rows} == {
         (lr, model, "FINISHED") for lr in ("0.01", "0.001") for model in ("mlp", "cnn")}
+    assert all(float(row["test/acc"]) == children[row["run_id"]].data.metrics["test/acc"] for row in rows)
     assert "| optimizer.lr | model |" in (folder / "summary.md").read_text()
 
 
@@ -145,9 +158,12 @@ def test_compare_json_and_table(sweep: dict) -> None:
     rows = json.loads(result.stdout)
     assert len(rows) == 4
     assert [r["best/val/acc"] for r in rows] == sorted((r["best/val/acc"] for r in rows), reverse=True)
+    tested = {c.info.run_id: c.data.metrics["test/acc"] for c in sweep["children"]}
+    assert all(r["test/acc"] == tested[r["run_id"]] for r in rows)
     assert {"optimizer.lr", "model.name", "status"} <= set(rows[0]) and "seed" not in rows[0]
     table = compare(sweep, "--experiment", EXPERIMENT)
     assert table.returncode == 0, table.stderr
+    assert "test/acc" in table.stdout and "test/acc" in sweep["stdout"], "the sweep's own table shows it too"
     for child in sweep["children"]:
         assert child.info.run_id[:8] in table.stdout
     csv_rows = list(csv.DictReader(io.StringIO(compare(sweep, "--sweep", "latest", "--csv").stdout)))

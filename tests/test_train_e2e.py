@@ -101,10 +101,14 @@ def test_big_torchvision_models_on_cifar_format_data(tmp_path: Path, model: str)
 
 @pytest.mark.slow
 def test_the_default_command_learns_digits(tmp_path: Path) -> None:
-    """`python train.py` with nothing else (tracking aside): the embedded default reaches 95%."""
+    """`python train.py` with nothing else (tracking aside): the embedded default reaches 95%, on held-out test
+    data too."""
     result, run_dir = run_train(tmp_path, "tracking.enabled=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val acc" in result.stdout and str(run_dir) in result.stdout.replace("\n", "")
+    assert "images: 1150 train / 288 val / 359 test" in result.stdout
+    test_acc = re.search(r"test: acc ([\d.]+)%", result.stdout)
+    assert test_acc and float(test_acc.group(1)) >= 95, result.stdout
     best = load_checkpoint(run_dir / "checkpoints" / BEST)
     assert best["config"]["dataset"]["name"] == "digits" and best["config"]["model"]["name"] == "mlp"
     assert best["metrics"]["val/acc"] >= 0.95

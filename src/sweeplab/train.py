@@ -38,7 +38,15 @@ from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.sweeps.job import job_task
 from sweeplab.sweeps.results import Scores
-from sweeplab.tracking.handle import GRID_IMAGES, FigureData, TrackedRun, environment_tags, metric_rows, tracked_run
+from sweeplab.tracking.handle import (
+    GRID_IMAGES,
+    DatasetRecord,
+    FigureData,
+    TrackedRun,
+    environment_tags,
+    metric_rows,
+    tracked_run,
+)
 from sweeplab.tracking.metrics import MetricLogger
 from sweeplab.tracking.store import resolve_uri
 from sweeplab.vocabulary import (
@@ -80,6 +88,8 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
         data = limited(build_data(cfg.dataset, device, cfg.seed), cfg.trainer)
+        if tracking and not resume:
+            tracking.log_inputs(dataset_records(cfg, data))
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
         if use_channels_last(cfg, model):
             model = to_channels_last(model)
@@ -175,6 +185,12 @@ def build_callbacks(
     if cfg.trainer.profile_steps:
         callbacks.append(StepProfiler(run_dir / PROFILE_DIR, cfg.trainer.profile_steps))
     return callbacks
+
+
+def dataset_records(cfg: DictConfig, data: Data) -> list[DatasetRecord]:
+    source = OmegaConf.to_container(cfg.dataset.source, resolve=True)
+    return [DatasetRecord(cfg.dataset.name, split, digest, data.sizes[split], source)  # type: ignore[arg-type]
+            for split, digest in data.digests.items()]
 
 
 def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, precision: str,

@@ -26,6 +26,7 @@ class Data:
     classes: list[str]
     image_shape: tuple[int, int, int]
     sizes: dict[str, int]  # images per split: train, val, test
+    digests: dict[str, str]  # what each split holds (sweeplab.data.digest)
     mix: Callable | None = None  # MixUp/CutMix of training batches, if asked for (sweeplab.data.policies)
 
 
@@ -60,8 +61,8 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
                                    policy=policies.image, erase=policies.erase),
         classes=splits.classes,
         image_shape=splits.image_shape,
-        sizes={name: len(split) if split is not None else 0  # type: ignore[arg-type]
-               for name, split in (("train", splits.train), ("val", splits.val), ("test", test))},
+        sizes={name: len(split) if split is not None else 0 for name, split in splits.named()},  # type: ignore[arg-type]
+        digests=splits.digests,
         mix=policies.mix,
     )
 

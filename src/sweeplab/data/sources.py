@@ -12,6 +12,7 @@ named by `dataset.source._target_` in the config, so adding a data set adds no r
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import os
@@ -25,6 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from sweeplab.data.digest import split_digest
 from sweeplab.errors import UserError, first_line
 
 NO_TEST_SPLIT = ("dataset.val_split=test needs a test split and this data set has none: set dataset.test_fraction "
@@ -42,6 +44,13 @@ class Splits:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.val[0][0].shape)  # type: ignore[return-value]  # val: never augmented
+
+    @functools.cached_property  # a sequential sweep's jobs share these splits (sweeplab.data.load_splits)
+    def digests(self) -> dict[str, str]:
+        return {name: split_digest(split) for name, split in self.named() if split is not None}
+
+    def named(self) -> tuple[tuple[str, Dataset | None], ...]:
+        return ("train", self.train), ("val", self.val), ("test", self.test)
 
 
 def load_digits(split_seed: int, val_fraction: float, test_fraction: float = 0.0, val_split: str = "train") -> Splits:
@@ -150,14 +159,7 @@ def load_image_folder(
     layout = f"expected {root}/train/<class>/<image> (and optionally val/ and test/ beside train/, alike)"
     if not (root / "train").is_dir():
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
-    if not image_size:
-        raise UserError("image folders need a common size: set dataset.image_size (and dataset.crop_size)")
-    if crop_size and crop_size > image_size:
-        raise UserError(
-            f"dataset.crop_size={crop_size} is larger than dataset.image_size={image_size}, so every image would be "
-            f"padded with black: set dataset.crop_size to at most {image_size} (null crops to dataset.image_size)"
-        )
-    decode = folder_decoder(image_size, crop_size)
+    decode = folder_decoder(checked_size(image_size, crop_size), crop_size)
 
     def folder(split: str, transform=decode) -> ImageFolder | None:
         if split != "train" and not (root / split).is_dir():
@@ -173,7 +175,29 @@ def load_image_folder(
 
     train = folder("train", v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode)
     plain = folder("train") if policy != "none" else train  # what carved val/test images are read through
-    pool, test, val = list(range(len(train))), folder("test"), folder("val")
+    return carve_splits(train, plain, folder("val"), folder("test"), train.classes, split_seed, val_fraction,
+                        test_fraction, val_split)
+
+
+def checked_size(image_size: int | None, crop_size: int | None) -> int:
+    """`image_size`, which must be set, and at least `crop_size`."""
+    if not image_size:
+        raise UserError("images read from files need a common size: set dataset.image_size (and dataset.crop_size)")
+    if crop_size and crop_size > image_size:
+        raise UserError(
+            f"dataset.crop_size={crop_size} is larger than dataset.image_size={image_size}, so every image would be "
+            f"padded with black: set dataset.crop_size to at most {image_size} (null crops to dataset.image_size)"
+        )
+    return image_size
+
+
+def carve_splits(
+    train: Dataset, plain: Dataset, val: Dataset | None, test: Dataset | None, classes: list[str],
+    split_seed: int, val_fraction: float, test_fraction: float, val_split: str,
+) -> Splits:
+    """Validation and test as given, or else carved from `train` (test only with `test_fraction`);
+    carved images are read through `plain`, the training images without the augmentation policy."""
+    pool = list(range(len(train)))
     if test is None and test_fraction:
         pool, held = seeded_indices(pool, test_fraction, split_seed)
         test = Subset(plain, held)
@@ -185,7 +209,7 @@ def load_image_folder(
         pool, held = seeded_indices(pool, val_fraction, split_seed)
         val = Subset(plain, held)
     kept = train if len(pool) == len(train) else Subset(train, pool)
-    return Splits(kept, val, train.classes, test, policy_applied=policy != "none")
+    return Splits(kept, val, classes, test, policy_applied=plain is not train)
 
 
 def folder_decoder(image_size: int, crop_size: int | None):

@@ -81,6 +81,17 @@ class SweepSpec:
     code_dir: str = str(Path(__file__).parent)
 
 
+@dataclass
+class DatasetRecord:
+    """One split a run read, as MLflow's dataset input: the data set's name, the split, what it holds."""
+
+    name: str
+    split: str  # train, val or test: the input's context
+    digest: str
+    size: int
+    source: dict[str, Any]  # the resolved `dataset.source` config: the loader, its files, its split seed
+
+
 GRID_IMAGES = 9  # validation images the figures show, in a 3x3 grid
 
 
@@ -142,6 +153,9 @@ class TrackedRun:
 
     def set_tag(self, key: str, value: str) -> None:
         self._call("set_tag", key, value)
+
+    def log_inputs(self, records: list[DatasetRecord]) -> None:
+        self._call("log_inputs", records)
 
     def end(self, status: str, reason: str | None = None) -> None:
         self._call("end_run", status, reason)

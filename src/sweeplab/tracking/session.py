@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from sweeplab.tracking import figures
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
-from sweeplab.tracking.handle import FigureData, MetricRow, RunSpec, metric_rows
+from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.vocabulary import (
@@ -38,6 +39,7 @@ from sweeplab.vocabulary import (
     VAL_ACC,
 )
 
+DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
 sweep_parents: dict[str, str] = {}  # sweep dir -> its parent run id, for the sweeps this recorder started
 
 
@@ -179,6 +181,22 @@ def set_tag(run_dir: str, key: str, value: str) -> None:
     if session.reachable():
         try:
             session.client.set_tag(session.run_id, key, value)
+        except DELIVERY_ERRORS:
+            session.online = False
+
+
+def log_inputs(run_dir: str, records: list[DatasetRecord]) -> None:
+    """The splits as MLflow dataset inputs (the UI's Dataset column); MLflow keeps one per digest and context."""
+    session = sessions[run_dir]
+    inputs = [
+        DatasetInput(Dataset(record.name, record.digest, DATASET_SOURCE_TYPE, json.dumps(record.source),
+                             profile=json.dumps({"num_rows": record.size})),
+                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.split)])
+        for record in records
+    ]
+    if session.reachable():
+        try:
+            session.client.log_inputs(session.run_id, datasets=inputs)
         except DELIVERY_ERRORS:
             session.online = False
 
