@@ -108,6 +108,32 @@ def write_image_folder(
     return root
 
 
+def write_label_files(
+    root: Path,
+    classes: tuple[str, ...] = ("ants", "bees"),
+    per_class: dict[str, int] | None = None,
+    seed: int = 0,
+) -> Path:
+    """`root/<split>/<class>_image/<stem>.{png,jpg}` beside `root/<split>/<class>_label/<stem>.txt` holding the class
+    name, the course notes' practice layout; small RGB images of assorted sizes and both formats.
+
+    `per_class` maps split names to images per class; leave out "val" for a train-only tree.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (per_class or {"train": 12, "val": 6}).items():
+        for label, name in enumerate(classes):
+            images, labels = root / split / f"{name}_image", root / split / f"{name}_label"
+            images.mkdir(parents=True, exist_ok=True)
+            labels.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                height, width = int(rng.integers(18, 30)), int(rng.integers(18, 30))
+                pixels = class_images(np.array([label]), 3, max(height, width), rng)[0, :, :height, :width]
+                stem = f"{label * 1000 + i:07d}"
+                Image.fromarray(pixels.transpose(1, 2, 0)).save(images / f"{stem}.{'png' if i % 2 else 'jpg'}")
+                (labels / f"{stem}.txt").write_text(f"{name}\n")
+    return root
+
+
 def _pickle(obj: object, path: Path) -> None:
     with path.open("wb") as file:
         pickle.dump(obj, file, protocol=2)
