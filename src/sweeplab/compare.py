@@ -1,9 +1,11 @@
-"""Runs side by side: which runs (an experiment, a sweep, a filter), their rows best first, the table, and
-the command that reproduces a run. The `sweeplab compare` command (sweeplab.cli.compare) prints them."""
+"""Runs side by side: which runs (an experiment, a sweep, a filter), their rows best first (or folded into
+configurations over seeds), the table, and the command that reproduces a run. The `sweeplab compare` command
+(sweeplab.cli.compare) prints them."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from sweeplab.aggregate import aggregate, mean_column, spread
 from sweeplab.errors import UserError
 from sweeplab.ranking import best_first, cell, legend, short_names
 from sweeplab.runs.resolve import run_id_of
@@ -25,6 +28,7 @@ from sweeplab.vocabulary import (
     OVERRIDES_TAG,
     PARENT_TAG,
     SWEPT_TAG,
+    TEST_ACC,
     VAL_ACC,
     best_metric,
 )
@@ -84,25 +88,61 @@ def comparison(runs: list[Run], metrics: list[str] | None) -> Comparison:
     return Comparison(best_first(rows, sort_key, optimized), differing, columns)
 
 
+@dataclass
+class Aggregation:
+    rows: list[dict[str, Any]]  # one per configuration: its params, n, failed, <metric>_mean, <metric>_std; best first
+    params: list[str]  # the params that tell configurations apart
+    metrics: list[str]
+    left_out: str  # the param replicates differ in (seed)
+
+
+def aggregated(runs: list[Run], key: str, metrics: list[str] | None) -> Aggregation:
+    """The runs as configurations: runs that differ only in `key` (their seed) are one row, its metrics' mean ± std.
+
+    A param that equals `key` in every run is a copy of it (the fake data set's `${seed}`), so not a
+    configuration's own: kept, it would split every configuration back into its seeds.
+    """
+    if not any(key in run.data.params for run in runs):
+        raise UserError(f"no run has a param {key!r}: --aggregate takes the param replicates differ in, e.g. seed")
+    compared = comparison(runs, metrics or [TEST_ACC])
+    params = [p for p in compared.params if p != key and any(row[p] != row.get(key) for row in compared.rows)]
+    return Aggregation(aggregate(compared.rows, params, compared.metrics, key), params, compared.metrics, key)
+
+
 def print_table(comparison: Comparison, uri: str, wide: bool = False) -> None:
-    """The rows, to read in the terminal: the metrics first, then the params that differ by their short names.
+    """The rows, to read in the terminal: the metrics first, then the params that differ by their short names."""
+    rows = comparison.rows
+    metrics = [m for m in comparison.metrics if any(row[m] is not None for row in rows)]  # none logged: no column
+    print_fitted(lambda params, names: runs_table(rows, metrics, params, names), comparison.params,
+                 f"{len(rows)} runs in {uri} (best first)", wide)
+
+
+def print_aggregation(aggregation: Aggregation, uri: str, wide: bool = False) -> None:
+    """The configurations, to read in the terminal: runs, failed runs, each metric's mean ± std, then the params."""
+    rows = aggregation.rows
+    metrics = [m for m in aggregation.metrics if any(row[mean_column(m)] is not None for row in rows)]
+    title = f"{len(rows)} configurations in {uri}, mean ± std over {aggregation.left_out} (best first)"
+    print_fitted(lambda params, names: configurations_table(rows, metrics, params, names), aggregation.params,
+                 title, wide)
+
+
+def print_fitted(build: Callable[[list[str], dict[str, str]], Table], params: list[str], title: str,
+                 wide: bool) -> None:
+    """`build(params shown, their names)`'s table, printed so that it fits the terminal.
 
     A terminal too narrow for every param column gets those that fit, and a line naming the rest;
     `wide` shows every column under its full name, as wide as it takes (never a number cut in two).
     """
     console = Console()
-    rows, params = comparison.rows, comparison.params
-    metrics = [m for m in comparison.metrics if any(row[m] is not None for row in rows)]  # none logged: no column
     names = {key: key for key in params} if wide else short_names(params)
     unbounded = console.options.update(max_width=100_000)
     shown = list(params)
-    while not wide and shown and console.measure(runs_table(rows, metrics, shown, names), options=unbounded).maximum \
-            > console.width:
+    while not wide and shown and console.measure(build(shown, names), options=unbounded).maximum > console.width:
         shown.pop()
-    table = runs_table(rows, metrics, shown, names)
+    table = build(shown, names)
     if wide:
         console.width = max(console.width, console.measure(table, options=unbounded).maximum)
-    table.title = f"{len(rows)} runs in {uri} (best first)"
+    table.title = title
     table.caption = legend({key: names[key] for key in shown})
     console.print(table)
     if len(shown) < len(params):
@@ -117,6 +157,17 @@ def runs_table(rows: list[dict[str, Any]], metrics: list[str], params: list[str]
         table.add_column(column, no_wrap=True, justify="left" if column in ("run", "status") else "right")
     for row in rows:
         table.add_row(row["run_id"][:SHORT_ID], row["status"], *(cell(row[column]) for column in (*metrics, *params)))
+    return table
+
+
+def configurations_table(rows: list[dict[str, Any]], metrics: list[str], params: list[str],
+                         names: dict[str, str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAVY, pad_edge=False, collapse_padding=True)
+    for column in ("n", "failed", *metrics, *(names[key] for key in params)):
+        table.add_column(column, no_wrap=True, justify="right")
+    for row in rows:
+        table.add_row(str(row["n"]), str(row["failed"]), *(spread(row, metric) for metric in metrics),
+                      *(cell(row[key]) for key in params))
     return table
 
 

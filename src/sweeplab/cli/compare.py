@@ -1,8 +1,9 @@
 """`sweeplab compare`: runs side by side in the terminal, showing only the params that differ.
 
 Pick the runs by experiment, by sweep (its parent run id, a prefix of it, or `latest`) or by an MLflow
-filter; rows are sorted by the optimized metric. `--csv`/`--json` print the same rows for scripts, and
-`--command RUN` prints the exact command that reproduces a run (or a sweep).
+filter; rows are sorted by the optimized metric. `--aggregate seed` folds runs that differ only in their
+seed into one row per configuration (runs, failed runs, mean ± std). `--csv`/`--json` print the same rows
+for scripts, and `--command RUN` prints the exact command that reproduces a run (or a sweep).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--filter", "-f", default="", help="MLflow filter, e.g. \"params.`model.name` = 'cnn'\"")
     parser.add_argument("--metrics", "-m", help=f"comma-separated metrics (default: {','.join(COMPARED)})")
     parser.add_argument("--limit", type=int, default=200, help="most runs to show")
+    parser.add_argument("--aggregate", "-a", metavar="KEY",
+                        help="one row per configuration of the runs that differ only in param KEY (e.g. seed): "
+                             "their number, failures, and mean ± std of the optimized metric and test/acc")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -37,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient  # here, not at the top: `sweeplab --help` stays instant
 
-    from sweeplab.compare import comparison, find_runs, print_table, reproduce_command
+    from sweeplab.compare import aggregated, comparison, find_runs, print_aggregation, print_table, reproduce_command
 
     uri = resolve_uri(args.uri)
     check_reachable(uri)
@@ -48,15 +52,17 @@ def run(args: argparse.Namespace) -> int:
     runs = find_runs(client, args.experiment, args.sweep, args.filter, args.limit)
     if not runs:
         raise UserError(f"no runs match in {uri}: check --experiment/--sweep/--filter, or --uri")
-    compared = comparison(runs, args.metrics.split(",") if args.metrics else None)
-    rows = compared.rows
+    metrics = args.metrics.split(",") if args.metrics else None
+    table = aggregated(runs, args.aggregate, metrics) if args.aggregate else comparison(runs, metrics)
     if args.json:
-        json.dump(rows, sys.stdout, indent=1)
+        json.dump(table.rows, sys.stdout, indent=1)
         print()
     elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(table.rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(table.rows)
+    elif args.aggregate:
+        print_aggregation(table, uri, args.wide)
     else:
-        print_table(compared, uri, args.wide)
+        print_table(table, uri, args.wide)
     return 0

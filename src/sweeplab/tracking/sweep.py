@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from sweeplab.aggregate import aggregate, best_config, seeds_vary
 from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import best_first, cell
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
@@ -37,6 +38,7 @@ from sweeplab.vocabulary import (
     RUN_DIR_TAG,
     RUNNING,
     SUMMARY_ARTIFACTS,
+    SWEEP_BEST_CONFIG_TAG,
     SWEEP_DIR_TAG,
     SWEEP_FAILED_JOBS_TAG,
     SWEEP_JOBS_TAG,
@@ -130,15 +132,24 @@ def summary_rows(parent: Run, children: list[Run]) -> tuple[list[dict[str, Any]]
 
 
 def log_sweep_summary(store: MlflowClient, parent_id: str) -> list[Run]:
-    """Write summary.csv, summary.md and metric-vs-param plots to the parent; tag the best child."""
+    """Write summary.csv, summary.md and metric-vs-param plots to the parent; tag the best child.
+
+    With seeds swept, also aggregate.csv and aggregate.md (each configuration's mean ± std over its
+    seeds) and the best configuration by mean as a tag.
+    """
     children = child_runs(store, parent_id)
     if not children:
         return children
     rows, keys, metric = summary_rows(store.get_run(parent_id), children)
+    metrics = [best_metric(metric), TEST_ACC]
+    configurations = aggregate(rows, keys, metrics) if seeds_vary(rows, keys) else []
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
         write_csv(rows, out / "summary.csv")
         (out / "summary.md").write_text(markdown_table(rows))
+        if configurations:
+            write_csv(configurations, out / "aggregate.csv")
+            (out / "aggregate.md").write_text(markdown_table(configurations))
         if keys:
             plot_metric_vs_params(rows, keys, best_metric(metric), out / "metric_vs_params.png")
         store.log_artifacts(parent_id, folder, SUMMARY_ARTIFACTS)
@@ -146,6 +157,8 @@ def log_sweep_summary(store: MlflowClient, parent_id: str) -> list[Run]:
     tags = {SWEEP_JOBS_TAG: str(len(rows)), SWEEP_FAILED_JOBS_TAG: str(sum(row["status"] == FAILED for row in rows))}
     if best[best_metric(metric)] is not None:
         tags[BEST_CHILD_TAG] = best["run_id"]
+    if config := best_config(configurations, keys, best_metric(metric)):
+        tags[SWEEP_BEST_CONFIG_TAG] = config
     for key, value in tags.items():
         store.set_tag(parent_id, key, value)
     return children
