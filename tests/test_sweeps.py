@@ -177,6 +177,12 @@ def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) ->
     assert epochs_logged(client, children[1].info.run_id) == list(range(1, 13))
     for trial in trials:  # the study's value is what the trial's MLflow run recorded as its best
         assert children[trial.number].data.metrics["best/val/acc"] == pytest.approx(trial.value)
+    insight = Path(client.download_artifacts(parent.info.run_id, "search", str(tmp_path / "insight")))
+    assert {path.name for path in insight.iterdir()} == {"optimization_history.png", "param_importances.png",
+                                                         "importance.json"}
+    importances = json.loads((insight / "importance.json").read_text())
+    assert "optimizer.lr" in importances and set(importances) <= {"optimizer", "optimizer.lr", "optimizer.weight_decay"}
+    assert sum(importances.values()) == pytest.approx(1)
 
 
 def test_failed_optuna_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:

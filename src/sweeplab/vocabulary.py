@@ -56,6 +56,7 @@ SWEEP_DIR_TAG = "sweep.dir"  # on a sweep's parent and children: how a resumed s
 SWEPT_TAG = "sweep.params"  # swept keys, shell-quoted, on a sweep's parent run
 SWEEP_JOBS_TAG, SWEEP_FAILED_JOBS_TAG = "sweep.jobs", "sweep.failed_jobs"
 BEST_CHILD_TAG = "best_child_run_id"
+SWEEP_BEST_CONFIG_TAG = "sweep.best_config"  # with seeds swept: the best configuration by mean, its overrides
 EXPORTED_JOB_TAG = "sweeplab.exported_job"  # the job whose model a sweep exported and logged
 OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna study
 OPTUNA_STUDY_TAG = "optuna.study"
@@ -80,6 +81,7 @@ PROFILE_DIR = "profile"  # trainer.profile_steps' trace
 ONNX_ARTIFACTS = "onnx"
 MODEL_ARTIFACT = "model"  # the logged MLflow model
 SUMMARY_ARTIFACTS = "summary"  # on a sweep's parent
+SEARCH_ARTIFACTS = "search"  # on an Optuna search's parent: its history and parameter importances
 
 # MLflow's limits.
 MAX_METRICS_PER_BATCH = 1000

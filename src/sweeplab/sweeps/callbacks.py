@@ -2,7 +2,8 @@
 
 SweepGuard checks the sweep's config once before launching, and at the end prints a table of every
 job with an exit code that says whether any failed. SweepRecord keeps the sweep's MLflow parent run
-(its MLflow work is the recorder's: sweeplab.tracking.sweep) and, at the end, exports the best job.
+(its MLflow work is the recorder's: sweeplab.tracking.sweep) and, at the end, exports the best job
+and gives an Optuna search's parent its history and parameter importances (sweeplab.tracking.search).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sweeplab.vocabulary import (
     EXPORTED_JOB_TAG,
     FINISHED,
     OPTIMIZED_TAG,
+    OPTUNA_SWEEPER,
     OVERRIDES_TAG,
     PARENT_RUN_ENV,
     SWEEP_DIR_TAG,
@@ -131,6 +133,9 @@ class SweepRecord(Callback):
             if export_best_job(config, best, parent_id):
                 tags[EXPORTED_JOB_TAG] = str(best.job)
         if parent_id is not None:
+            if config.hydra.sweeper._target_ == OPTUNA_SWEEPER and not interrupted:
+                recorder.submit("sweeplab.tracking.search:log_search_insight", self.uri, parent_id,
+                                config.hydra.sweeper.storage, config.hydra.sweeper.study_name)
             recorder.submit(f"{SWEEP}:end_sweep", self.uri, parent_id, tags)
             recorder.wait()
             print(f"MLflow sweep run {parent_id} in {self.uri}", file=sys.stderr)
