@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 
 from mlflow_server import free_port
+from sweeplab.compare import DATA, comparison, find_runs, print_table
 from sweeplab.errors import UserError
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.metadata import flatten
@@ -169,3 +170,22 @@ def test_a_run_is_named_by_the_prefix_compare_prints(wide_experiment) -> None:
         assert ambiguous.returncode == 2 and ids[0] in ambiguous.stderr and ids[1] in ambiguous.stderr
     missing = sweeplab_cli("compare", "--uri", uri, "--sweep", "ffffffff")
     assert missing.returncode == 2 and "no run id starts with ffffffff" in missing.stderr
+
+
+def test_compare_says_when_runs_read_different_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two runs on the same data set but different splits (their dataset inputs' digests) are flagged."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = ensure_experiment(client, "data")
+    for index, digest in enumerate(("aaaa", "aaaa", "bbbb")):
+        run_id = client.create_run(experiment_id, tags={OPTIMIZED_TAG: "val/acc"}).info.run_id
+        client.log_batch(run_id, metrics=[Metric("best/val/acc", index / 4, 0, 0)], params=[Param("seed", str(index))])
+        inputs = [DatasetInput(Dataset("digits", digest + split, "sweeplab", "{}"),
+                               [InputTag("mlflow.data.context", split)]) for split in ("train", "test")]
+        client.log_inputs(run_id, datasets=inputs)
+    runs = find_runs(client, "data", None, "", 10)
+    on_a = [run for run in runs if run.inputs.dataset_inputs[0].dataset.digest.startswith("aaaa")]
+    same, different = comparison(on_a, None), comparison(runs, None)
+    assert DATA not in same.params and len({row[DATA] for row in same.rows}) == 1
+    assert different.params[0] == DATA and len({row[DATA] for row in different.rows}) == 2
+    print_table(different, "here")
+    assert "these runs read different data" in capsys.readouterr().out

@@ -4,6 +4,7 @@ configurations over seeds), the table, and the command that reproduces a run. Th
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sweeplab.vocabulary import (
     best_metric,
 )
 
+DATA = "data"  # a column: which data (set and splits) a run trained, validated and tested on
 IGNORED_PARAMS = {"paths.output_dir"}  # differs between every two runs, says nothing about them
 SHORT_ID = 8  # run id characters shown in the table; --command takes such a prefix
 
@@ -74,18 +76,31 @@ def comparison(runs: list[Run], metrics: list[str] | None) -> Comparison:
     sort_key = best_metric(optimized)
     keys = sorted({key for r in runs for key in r.data.params} - IGNORED_PARAMS)
     differing = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    data = {r.info.run_id: data_read(r) for r in runs}
+    if len(set(data.values())) > 1:  # first among the params: the last a narrow terminal gives up
+        differing.insert(0, DATA)
     columns = [sort_key, *(metrics or [m for m in COMPARED if m != sort_key])]
     rows = [
         {
             "run_id": r.info.run_id,
             "name": r.info.run_name,
             "status": r.info.status,
-            **{k: r.data.params.get(k) for k in differing},
+            DATA: data[r.info.run_id],
+            **{k: r.data.params.get(k) for k in differing if k != DATA},
             **{m: r.data.metrics.get(m) for m in columns},
         }
         for r in runs
     ]
     return Comparison(best_first(rows, sort_key, optimized), differing, columns)
+
+
+def data_read(run: Run) -> str:
+    """`<data set>@<digest>` of the splits a run read (its MLflow dataset inputs); empty for runs older than those."""
+    inputs = sorted((i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs) if run.inputs else []
+    if not inputs:
+        return ""
+    digest = hashlib.blake2b("".join(d for _, d in inputs).encode(), digest_size=4).hexdigest()
+    return f"{inputs[0][0]}@{digest}"
 
 
 @dataclass
@@ -115,6 +130,9 @@ def print_table(comparison: Comparison, uri: str, wide: bool = False) -> None:
     metrics = [m for m in comparison.metrics if any(row[m] is not None for row in rows)]  # none logged: no column
     print_fitted(lambda params, names: runs_table(rows, metrics, params, names), comparison.params,
                  f"{len(rows)} runs in {uri} (best first)", wide)
+    if DATA in comparison.params:
+        Console().print(f"note: these runs read different data (column {DATA}: data set @ digest of its splits), so "
+                        "their scores do not compare as they are", style="yellow", markup=False)
 
 
 def print_aggregation(aggregation: Aggregation, uri: str, wide: bool = False) -> None:
