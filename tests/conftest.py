@@ -41,7 +41,7 @@ def compose_train():
     register_configs()
 
     def compose_with(overrides: list[str] | None = None) -> DictConfig:
-        with initialize_config_dir(config_dir=config_dir()):
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             return compose(config_name="train", overrides=overrides or [])
 
     return compose_with

@@ -69,7 +69,7 @@ def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Pat
 
 
 def start_training(cwd: Path, *arguments: str) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", *QUICK, *arguments]
+    command = [sys.executable, str(REPO / "train.py"), *arguments, "trainer.progress=false", *QUICK]
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
@@ -175,6 +175,8 @@ def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) ->
     assert {job: run.data.tags["optuna.trial"] for job, run in children.items()} == {0: "0", 1: "1", 2: "2"}
     assert {run.info.status for run in children.values()} == {"FINISHED"}
     assert epochs_logged(client, children[1].info.run_id) == list(range(1, 13))
+    assert sorted(trials[1].intermediate_values) == list(range(1, 13)), "the resumed trial reported each epoch once"
+    assert "already reported" not in result.stdout + result.stderr
     for trial in trials:  # the study's value is what the trial's MLflow run recorded as its best
         assert children[trial.number].data.metrics["best/val/acc"] == pytest.approx(trial.value)
     insight = Path(client.download_artifacts(parent.info.run_id, "search", str(tmp_path / "insight")))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from sweeplab.vocabulary import OPTUNA_SWEEPER
 
@@ -26,6 +27,8 @@ class HydraJob:
     multirun: bool = False
     sweep_dir: str | None = None  # absolute
     study: str | None = None  # the Optuna study, when our Optuna sweeper numbers jobs by trial
+    storage: str | None = None  # ... where it is stored
+    pruner: dict | None = None  # ... and its pruner's config (its jobs report each epoch to their trial)
     threads: int | None = None  # torch threads for this job (None: torch's default, every core)
     in_launching_process: bool = False  # a sequential sweep: the next job trains while this one's record completes
 
@@ -35,12 +38,15 @@ def current_hydra_job() -> HydraJob:
         return HydraJob()
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
+    search = hydra.sweeper if hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else {}
     return HydraJob(
         overrides=list(hydra.overrides.task),
         num=hydra.job.get("num"),
         multirun=multirun,
         sweep_dir=str(Path(hydra.sweep.dir).resolve()) if multirun else None,
-        study=hydra.sweeper.get("study_name") if hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else None,
+        study=search.get("study_name"),
+        storage=search.get("storage"),
+        pruner=OmegaConf.to_container(search.pruner, resolve=True) if search else None,
         threads=job_threads(hydra.launcher),
         in_launching_process=multirun and hydra.launcher.get("_target_") == BASIC_LAUNCHER,
     )

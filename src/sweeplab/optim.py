@@ -9,20 +9,19 @@ from __future__ import annotations
 import inspect
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer, lr_scheduler
 from torch.optim.lr_scheduler import LRScheduler
 
-from sweeplab.config.schema import TRUSTED_TARGETS
+from sweeplab.config.targets import trusted_instantiate
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module, device: torch.device | None = None) -> Optimizer:
     """On a GPU, the fused kernels where the optimizer has them: one launch a step, and fp16's gradient
     scaler checks for overflow on the device instead of syncing with the host every step."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    factory = instantiate(cfg, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS)
+    factory = trusted_instantiate(cfg, _convert_="all")
     fused = device is not None and device.type in ("cuda", "mps")
     if fused and "fused" in inspect.signature(factory.func).parameters:
         return factory(trainable, fused=True)
@@ -34,7 +33,7 @@ def build_scheduler(cfg: DictConfig, optimizer: Optimizer, steps_per_epoch: int,
     total_steps = steps_per_epoch * epochs
     warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
     factory_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "warmup_epochs"])
-    factory = instantiate(factory_cfg, _execution_whitelist_=TRUSTED_TARGETS)
+    factory = trusted_instantiate(factory_cfg)
     main = factory(optimizer, total_steps=total_steps - warmup_steps, steps_per_epoch=steps_per_epoch)
     if warmup_steps <= 0:
         return main

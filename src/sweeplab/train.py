@@ -56,6 +56,7 @@ from sweeplab.vocabulary import (
     EXPORT_DIR,
     LAST_CHECKPOINT,
     PROFILE_DIR,
+    PRUNED_TAG,
     TENSORBOARD_DIR,
     TEST_ACC,
     TEST_LOSS,
@@ -96,17 +97,22 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             data.preprocess.memory_format = torch.channels_last
         metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
         tracker = BestTracker(metric, metric_mode(metric))
-        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), ShareCores(recorder)]
+        trial = search_trial(job, metric)
+        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), *([trial] if trial else []),
+                     ShareCores(recorder)]
         trainer = build_trainer(cfg, model, data, device, precision, callbacks)
         if resume:
             restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
         history = trainer.fit()
+        pruned_at = trial.pruned_at if trial else None
         best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
         model.load_state_dict(serving_weights(best))
         test = trainer.evaluate(data.test, model) if data.test is not None else None
         print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test, cfg.dataset.val_split)
         if tracking:
-            if trainer.epoch < trainer.epochs:
+            if pruned_at:
+                tracking.set_tag(PRUNED_TAG, str(pruned_at))
+            elif trainer.epoch < trainer.epochs:
                 tracking.set_tag(EARLY_STOP_TAG, f"after epoch {trainer.epoch} of {trainer.epochs}")
             record_results(cfg, tracking, model, data, history, tracker, run_dir, test)
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
@@ -115,7 +121,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             recorder.wait()  # what the recorder could not do is this run's failure
         if tracking:
             print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
-    return Scores(tracker.best, test[1] if test else None)
+    return Scores(tracker.best, test[1] if test else None, pruned_at)
 
 
 class ShareCores(Callback):
@@ -145,6 +151,15 @@ class ShareCores(Callback):
         threads = max(1, self.threads - 1) if self.recorder.busy() else self.threads
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+
+def search_trial(job: HydraJob, metric: str) -> Callback | None:
+    """An Optuna search's trial, reported to after every epoch and pruned by its study (Optuna: in searches only)."""
+    if job.study is None:
+        return None
+    from sweeplab.sweeps.pruning import trial_pruning
+
+    return trial_pruning(job, metric)
 
 
 def use_channels_last(cfg: DictConfig, model: nn.Module) -> bool:

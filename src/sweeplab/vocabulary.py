@@ -6,6 +6,7 @@ artifacts, and the limits of MLflow's API. A leaf module (no imports): every lay
 
 # How a run or a sweep job ends: MLflow's RunStatus names, also what result.json says.
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+PRUNED = "PRUNED"  # result.json only: an Optuna trial its pruner stopped (its MLflow run ends FINISHED, tagged)
 
 # Metrics. Per epoch:
 TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC = "train/loss", "train/acc", "val/loss", "val/acc"
@@ -60,10 +61,11 @@ SWEEP_BEST_CONFIG_TAG = "sweep.best_config"  # with seeds swept: the best config
 EXPORTED_JOB_TAG = "sweeplab.exported_job"  # the job whose model a sweep exported and logged
 OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna study
 OPTUNA_STUDY_TAG = "optuna.study"
+PRUNED_TAG = "sweeplab.pruned"  # a pruned trial's MLflow run: the last epoch it trained
 # How a sweep's jobs, in other processes, learn their parent run's id.
 PARENT_RUN_ENV = "SWEEPLAB_MLFLOW_PARENT_RUN_ID"
 # Our Optuna sweeper (hydra_plugins/sweeplab_optuna_sweeper): it numbers jobs by trial and resumes studies.
-OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.ResumableOptunaSweeper"
+OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.SweeplabOptunaSweeper"
 
 # A run dir (outputs/<date>/<time>/, or multirun/<date>/<time>/<job>/):
 HYDRA_DIR = ".hydra"  # Hydra's config.yaml and overrides.yaml

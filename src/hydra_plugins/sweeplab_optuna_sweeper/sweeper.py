@@ -1,14 +1,8 @@
-"""Hydra's Optuna sweeper, made to resume its study and to number jobs by trial.
-
-Three changes, nothing else (sampling, search-space grammar and storage are Hydra's plugin as is):
-- job number = Optuna trial number, so a trial's run dir, MLflow tag and study entry agree;
-- a re-run of the same search continues its stored study: finished trials count towards
-  `n_trials`, and trials cut off mid-run (still RUNNING in the study) run again in their own run
-  dir, where the job resumes them from their last checkpoint;
-- the direction follows `optimized_metric` (maximize accuracies, minimize losses).
+"""sweeplab's Optuna search as a Hydra sweeper (`hydra/sweeper=sweeplab_optuna`); the search is
+sweeplab.sweeps.search.
 
 It lives in `hydra_plugins` because Hydra only instantiates sweepers it discovered there. Hydra
-imports this module at every start, so Optuna itself is imported (from _study.py) only when a
+imports this module at every start, so Optuna is imported (with sweeplab.sweeps.search) only when a
 search runs.
 """
 
@@ -16,17 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
 
 
-class ResumableOptunaSweeper(OptunaSweeper):
-    def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: str | None, n_trials: int,
-                 n_jobs: int, max_failure_rate: float, custom_search_space: str | None, params: Any) -> None:
-        from ._study import ResumableStudy
+class SweeplabOptunaSweeper(Sweeper):
+    def __init__(self, **options: Any) -> None:
+        """The options are read from the config in setup (conf/hydra/sweeper/sweeplab_optuna.yaml)."""
 
-        sampler = instantiate(
-            sampler, _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
-        )
-        self.sweeper = ResumableStudy(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-                                      custom_search_space, params)
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
+                                                                task_function=task_function)
+
+    def sweep(self, arguments: list[str]) -> None:
+        from sweeplab.sweeps.search import Search
+
+        Search(self.config, self.launcher).run(arguments)

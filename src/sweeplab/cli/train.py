@@ -12,11 +12,10 @@ from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
-from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeplab.config.schema import TRUSTED_TARGETS, register_configs
+from sweeplab.config.schema import register_configs
 from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 from sweeplab.hydra_job import current_hydra_job
 from sweeplab.recorder import job_recorder
@@ -34,7 +33,7 @@ def config_dir() -> str:
 register_configs()
 
 
-@hydra.main(config_path=config_dir(), config_name="train")
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def run(cfg: DictConfig) -> float:
     """One job (a single run, or one of a sweep's): sweeplab.train.train.
 
@@ -52,14 +51,12 @@ def main() -> None:
     """Run Hydra; user errors, Hydra's config errors (bad option, type or key) included, end as one line.
 
     HYDRA_FULL_ERROR=1 makes Hydra raise instead of printing its multi-line report; a user who
-    sets it themselves gets Hydra's full traceback. Hydra instantiates our callbacks under the
-    same target whitelist as our own code.
+    sets it themselves gets Hydra's full traceback.
     """
     asked_for_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        with execution_whitelist(TRUSTED_TARGETS):
-            run()
+        run()
     except (HydraException, OmegaConfBaseException) as error:
         if asked_for_traceback:
             raise

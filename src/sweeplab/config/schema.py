@@ -26,9 +26,6 @@ from sweeplab.config.optimizers import (
 )
 from sweeplab.vocabulary import VAL_ACC
 
-# What a config's `_target_` may name (Hydra 1.4 refuses unlisted ones): our loaders and factories, torch's optimizers.
-TRUSTED_TARGETS = ("sweeplab.*", "torch.optim.*")
-
 
 @dataclass
 class AugmentConfig:
@@ -208,7 +205,7 @@ def register_configs() -> None:
         "tracking": {"tracking": TrackingConfig},
     }
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig, replace=True)
+    store.store(name="train_schema", node=TrainConfig)
     for group, nodes in schemas.items():
         for kind, node in nodes.items():
-            store.store(name=f"{group}_{kind}_schema", node=node, replace=True)
+            store.store(name=f"{group}_{kind}_schema", node=node)

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sweeplab.config.schema import TRUSTED_TARGETS, AugmentConfig, DatasetConfig, TrainerConfig
+from sweeplab.config.schema import AugmentConfig, DatasetConfig, TrainerConfig
+from sweeplab.config.targets import trusted_instantiate
 from sweeplab.data.augment import BatchPreprocess, Policies
 from sweeplab.data.batches import FirstBatches, SameBatches, make_batches
 from sweeplab.data.sources import Splits
@@ -39,7 +39,7 @@ def load_splits(cfg: DatasetConfig) -> Splits:
 def _load_source(source: str) -> Splits:
     """Call the configured loader ourselves: Hydra's instantiate would bury a UserError in its own message."""
     config = OmegaConf.create(source)
-    return instantiate(config, _partial_=True, _convert_="all", _execution_whitelist_=TRUSTED_TARGETS)()
+    return trusted_instantiate(config, _partial_=True, _convert_="all")()
 
 
 def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:

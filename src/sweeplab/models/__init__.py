@@ -20,7 +20,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 from torch import nn
 
-from sweeplab.config.schema import TRUSTED_TARGETS
+from sweeplab.config.targets import check_target
 from sweeplab.errors import UserError, first_line
 from sweeplab.models.weights import freeze_all_but_head, load_local_weights, local_weights_file
 
@@ -75,9 +75,8 @@ def to_channels_last(model: nn.Sequential) -> nn.Sequential:
 
 
 def network_factory(target: str):
-    """The function a model schema names, if it is one of ours (the same trust rule as Hydra's instantiate)."""
-    if not any(target.startswith(pattern.rstrip("*")) for pattern in TRUSTED_TARGETS):
-        raise UserError(f"model._target_={target} is not a sweeplab model builder: use a model option (model=...)")
+    """The function a model schema names, if it is one a config may name."""
+    check_target(target)
     return get_method(target)
 
 

@@ -24,14 +24,13 @@ from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
-from sweeplab.sweeps.results import JobResult, best_result, sweep_results
+from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
 from sweeplab.tracking.handle import SweepSpec
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.vocabulary import (
     EXPORT_DIR,
     EXPORTED_JOB_TAG,
-    FINISHED,
     OPTIMIZED_TAG,
     OPTUNA_SWEEPER,
     OVERRIDES_TAG,
@@ -61,7 +60,7 @@ class SweepGuard(Callback):
         results = sweep_results(sweep_dir)
         if results:
             print_sweep_table(results, sweep_dir)
-        unfinished = [r for r in results if r.status != FINISHED]
+        unfinished = [r for r in results if r.status not in ENDED]
         if unfinished:
             print(
                 f"error: {len(unfinished)} of {len(results)} jobs did not finish (reasons in the table): re-run "

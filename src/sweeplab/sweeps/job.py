@@ -24,8 +24,8 @@ from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
-from sweeplab.sweeps.results import JobResult, Scores, check_same_job, read_result, write_result
-from sweeplab.vocabulary import FAILED, FINISHED, KILLED, RUNNING, selected_metric
+from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
+from sweeplab.vocabulary import FAILED, FINISHED, KILLED, PRUNED, RUNNING, selected_metric
 
 log = logging.getLogger(__name__)
 WRITE_RESULT = "sweeplab.sweeps.results:write_result"
@@ -45,7 +45,7 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         previous = read_result(run_dir)
         if previous:
             check_same_job(previous, job.overrides, run_dir)
-            if previous.status == FINISHED:
+            if previous.status in ENDED:
                 log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")
                 return previous.objective
         if job.threads:  # jobs side by side on one machine share its cores
@@ -57,7 +57,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         started = time.perf_counter()
         try:
             scores = train(cfg, job, previous is not None, recorder)
-            result.value, result.test_acc, result.status = scores.best, scores.test_acc, FINISHED
+            result.value, result.test_acc = scores.best, scores.test_acc
+            result.status = PRUNED if scores.pruned_at else FINISHED
         except KeyboardInterrupt:
             result.status, result.reason = KILLED, "interrupted (Ctrl-C)"
             raise

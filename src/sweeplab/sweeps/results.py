@@ -17,7 +17,9 @@ from pathlib import Path
 from sweeplab.atomic import write_text_atomically
 from sweeplab.errors import UserError
 from sweeplab.ranking import best_first
-from sweeplab.vocabulary import FINISHED, RESULT_FILE
+from sweeplab.vocabulary import FINISHED, PRUNED, RESULT_FILE
+
+ENDED = (FINISHED, PRUNED)  # a job that needs nothing more: a re-run of its sweep skips it
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Scores:
 
     best: float
     test_acc: float | None = None
+    pruned_at: int | None = None  # the last epoch an Optuna search's pruner let the trial train
 
 
 @dataclass

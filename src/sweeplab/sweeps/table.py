@@ -12,8 +12,8 @@ from rich.table import Table
 from sweeplab.aggregate import SEED, aggregate, mean_column, spread
 from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import legend, short, short_names
-from sweeplab.sweeps.results import JobResult, best_result
-from sweeplab.vocabulary import FINISHED, TEST_ACC
+from sweeplab.sweeps.results import ENDED, JobResult, best_result
+from sweeplab.vocabulary import TEST_ACC
 
 
 def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
@@ -23,24 +23,13 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
     Made to be read in an 80-column terminal: swept keys by their short names (a legend under the
     table), no word or number broken, the reasons on lines of their own.
     """
-    metric = results[0].metric
     values = [overrides_dict(r.overrides) for r in results]
     keys = varying_keys(values)
-    best = best_result(results)
-    names = short_names(keys)
-    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
-                  pad_edge=False, collapse_padding=True)
     tested = any(r.test_acc is not None for r in results)  # a data set without a test split: no column
-    for column in ("job", *(names[key] for key in keys), "status", metric, *((TEST_ACC,) if tested else ()), "seconds"):
-        table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
-    for result, job_values in zip(results, values, strict=True):
-        style = None if result.status == FINISHED else "red"
-        table.add_row(
-            f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
-            result.status, number(result.value), *((number(result.test_acc),) if tested else ()),
-            "" if result.seconds is None else f"{result.seconds:.0f}", style=style,
-        )
     console = Console()
+    table = jobs_table(results, values, keys, tested, timed=True)
+    if console.measure(table, options=console.options.update(max_width=100_000)).maximum > console.width:
+        table = jobs_table(results, values, keys, tested, timed=False)  # e.g. a search's four params: time goes
     console.print(table)
     if SEED in keys:
         console.print(seed_table(results, values, keys, tested))
@@ -48,6 +37,28 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
         if result.reason:
             console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
+
+
+def jobs_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool,
+               timed: bool) -> Table:
+    metric = results[0].metric
+    best = best_result(results)
+    names = short_names(keys)
+    # No padding: the box's space between columns is enough, and a search's four params fit 80 columns.
+    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
+                  padding=0, pad_edge=False)
+    columns = ("job", *(names[key] for key in keys), "status", metric, *((TEST_ACC,) if tested else ()),
+               *(("seconds",) if timed else ()))
+    for column in columns:
+        table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
+    for result, job_values in zip(results, values, strict=True):
+        seconds = "" if result.seconds is None else f"{result.seconds:.0f}"
+        table.add_row(
+            f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
+            result.status, number(result.value), *((number(result.test_acc),) if tested else ()),
+            *((seconds,) if timed else ()), style=None if result.status in ENDED else "red",
+        )
+    return table
 
 
 def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool) -> Table:

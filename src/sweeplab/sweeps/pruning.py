@@ -1,0 +1,52 @@
+"""An Optuna trial seen from inside its job: its optimized metric reported after every epoch, and training
+stopped when the study's pruner says so.
+
+The job finds its trial through the stored study, by its number (= the job's number), so nothing of
+the trial enters the job's overrides, its resume check or its tags. It never tells the study how the
+trial ended: the sweeper does (sweeplab.sweeps.search), reading PRUNED from the job's result.json.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+from optuna.storages import BaseStorage
+
+from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
+from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.hydra_job import HydraJob
+from sweeplab.sweeps.search import open_storage
+
+log = logging.getLogger(__name__)
+NO_PRUNING = "optuna.pruners.NopPruner"
+
+
+class TrialPruning(Callback):
+    def __init__(self, study: optuna.Study, storage: BaseStorage, trial_id: int, metric: str):
+        self.trial = optuna.trial.Trial(study, trial_id)
+        self.storage, self.trial_id = storage, trial_id
+        self.metric = metric
+        self.pruned_at: int | None = None  # the last epoch trained, once pruned
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
+        reported = self.storage.get_trial(self.trial_id).intermediate_values
+        if metrics.epoch not in reported:  # a resumed trial reported the epochs before its checkpoint already
+            self.trial.report(metrics.as_dict()[self.metric], metrics.epoch)
+        if not self.trial.should_prune():
+            return False
+        self.pruned_at = metrics.epoch
+        log.info(f"trial {self.trial.number} pruned after epoch {metrics.epoch} of {trainer.epochs}: its "
+                 f"{self.metric} is not promising by the study's {type(self.trial.study.pruner).__name__}")
+        return True
+
+
+def trial_pruning(job: HydraJob, metric: str) -> TrialPruning | None:
+    """The job's trial, when it is one of a search whose pruner can stop it."""
+    if job.study is None or job.pruner is None or job.pruner["_target_"] == NO_PRUNING:
+        return None
+    storage = open_storage(job.storage)
+    pruner = trusted_instantiate(job.pruner, trusted=SEARCH_TARGETS)
+    study = optuna.load_study(study_name=job.study, storage=storage, pruner=pruner)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(job.study), job.num)
+    return TrialPruning(study, storage, trial_id, metric)

@@ -1,0 +1,86 @@
+"""sweeplab's own Optuna sweeper on released Hydra: its samplers, its stored study's guard, pruning mid-training.
+
+Real searches of short digits jobs through `python train.py -m`, read back through Optuna, MLflow and
+the jobs' result.json; epochs are counted, never timed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from mlflow_server import train
+from test_sweeps import QUICK, study, sweep_runs
+
+pytestmark = pytest.mark.slow
+UNTRACKED = ["tracking.enabled=false", "export.onnx=false", "trainer.progress=false"]
+# 12 trials of 3 epochs; the median pruner starts after 3 and may stop a trial after any epoch.
+SEARCH = ["hparams_search=digits_mlp", "hydra.sweeper.n_trials=12", "trainer.epochs=3",
+          "optimizer.lr=tag(log,interval(1e-4,1e-1))"]
+MEDIAN = ["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=3"]
+
+
+def epochs_trained(sweep_dir: Path) -> dict[int, int]:
+    return {int(path.parents[1].name): torch.load(path, weights_only=True)["epoch"]
+            for path in sweep_dir.glob("*/checkpoints/last.pt")}
+
+
+def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Path) -> None:
+    """The same 12-trial search with the median pruner (2 joblib workers reporting to one sqlite study) and
+    without: some trials PRUNED, fewer epochs in all, every pruned trial a finished MLflow run saying when."""
+    pruned_dir, full_dir = tmp_path / "pruned", tmp_path / "full"
+    result = train("-m", *SEARCH, *MEDIAN, *QUICK, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "hydra.sweeper.n_jobs=2", "trainer.progress=false", f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study(tmp_path, "digits_mlp").trials
+    pruned = [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and len(trials) == 12, [t.state for t in trials]
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    epochs = epochs_trained(pruned_dir)
+    for trial in trials:  # every epoch reported once, and a pruned trial reported the epochs it trained
+        assert sorted(trial.intermediate_values) == list(range(1, epochs[trial.number] + 1))
+    _, _, children = sweep_runs(tmp_path)
+    for number in pruned:
+        run = children[number]
+        assert run.info.status == "FINISHED" and run.data.tags["sweeplab.pruned"] == str(epochs[number])
+        outcome = json.loads((pruned_dir / str(number) / "result.json").read_text())
+        assert outcome["status"] == "PRUNED" and (pruned_dir / str(number) / "checkpoints" / "best.pt").is_file()
+    assert "PRUNED" in result.stdout and "failed" not in result.stderr
+    again = train("-m", *SEARCH, *MEDIAN, *QUICK, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                  "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
+
+    full = train("-m", *SEARCH, *UNTRACKED, "hydra/sweeper/pruner=none", "hydra.sweeper.study_name=unpruned",
+                 f"hydra.sweep.dir={full_dir}", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert sum(epochs_trained(full_dir).values()) == 12 * 3 > sum(epochs.values())
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
+def test_every_sampler_runs_a_search(tmp_path: Path, sampler: str) -> None:
+    result = train("-m", "hparams_search=digits_mlp", f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=2",
+                   "trainer.epochs=1", *UNTRACKED, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    searched = study(tmp_path, "digits_mlp")
+    assert [t.state.name for t in searched.trials] == ["COMPLETE", "COMPLETE"]
+    assert type(searched.sampler).__name__ in ("TPESampler", "RandomSampler", "CmaEsSampler")
+
+
+def test_a_changed_search_space_is_refused_and_a_foreign_target_too(tmp_path: Path) -> None:
+    first = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=1", "trainer.epochs=1", *UNTRACKED,
+                  cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    changed = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "trainer.epochs=1",
+                    "optimizer.lr=tag(log,interval(1e-2,1e-1))", *UNTRACKED, cwd=tmp_path)
+    assert changed.returncode != 0 and "Traceback" not in changed.stderr
+    assert "study 'digits_mlp'" in changed.stderr and "optimizer.lr differ" in changed.stderr
+    assert len(study(tmp_path, "digits_mlp").trials) == 1, "nothing ran"
+    foreign = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.study_name=other",
+                    "hydra.sweeper.sampler._target_=os.system", *UNTRACKED, cwd=tmp_path)
+    assert foreign.returncode != 0 and "Traceback" not in foreign.stderr
+    assert "_target_=os.system is not allowed" in foreign.stderr
