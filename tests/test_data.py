@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import TensorDataset
 
@@ -355,3 +356,11 @@ def test_channels_last_layout(images: torch.Tensor) -> None:
     preprocess = BatchPreprocess([0.5] * 3, [0.5] * 3, AugmentConfig(hflip=True), channels_last=True)
     for train in (True, False):
         assert preprocess(images, train=train).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_run_from_before_the_test_split_still_loads_its_data() -> None:
+    """A checkpoint's dataset config as runs wrote it before test splits: its loader keys only, as they were."""
+    old = OmegaConf.create({"source": {"_target_": "sweeplab.data.sources.load_digits", "split_seed": 0,
+                                       "val_fraction": 0.2}})
+    splits = load_splits(old)
+    assert (len(splits.train), len(splits.val), splits.test) == (1438, 359, None)

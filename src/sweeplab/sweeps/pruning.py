@@ -29,16 +29,24 @@ class TrialPruning(Callback):
         self.metric = metric
         self.pruned_at: int | None = None  # the last epoch trained, once pruned
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """A resumed trial's restored epochs: reported before the cut, except one cut off between its
+        checkpoint and its report."""
+        for metrics in trainer.history:
+            self.report(metrics)
+
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
-        reported = self.storage.get_trial(self.trial_id).intermediate_values
-        if metrics.epoch not in reported:  # a resumed trial reported the epochs before its checkpoint already
-            self.trial.report(metrics.as_dict()[self.metric], metrics.epoch)
+        self.report(metrics)
         if not self.trial.should_prune():
             return False
         self.pruned_at = metrics.epoch
         log.info(f"trial {self.trial.number} pruned after epoch {metrics.epoch} of {trainer.epochs}: its "
                  f"{self.metric} is not promising by the study's {type(self.trial.study.pruner).__name__}")
         return True
+
+    def report(self, metrics: EpochMetrics) -> None:
+        if metrics.epoch not in self.storage.get_trial(self.trial_id).intermediate_values:  # never twice
+            self.trial.report(metrics.as_dict()[self.metric], metrics.epoch)
 
 
 def trial_pruning(job: HydraJob, metric: str) -> TrialPruning | None:
