@@ -12,8 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlflow_server import train
+from sweeplab.sweeps.search import search_space
 from test_sweeps import QUICK, study, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -22,6 +24,7 @@ UNTRACKED = ["tracking.enabled=false", "export.onnx=false", "trainer.progress=fa
 SEARCH = ["hparams_search=digits_mlp", "hydra.sweeper.n_trials=12", "trainer.epochs=3",
           "optimizer.lr=tag(log,interval(1e-4,1e-1))"]
 MEDIAN = ["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=3"]
+PARALLEL = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
 
 
 def epochs_trained(sweep_dir: Path) -> dict[int, int]:
@@ -30,11 +33,10 @@ def epochs_trained(sweep_dir: Path) -> dict[int, int]:
 
 
 def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Path) -> None:
-    """The same 12-trial search with the median pruner (2 joblib workers reporting to one sqlite study) and
-    without: some trials PRUNED, fewer epochs in all, every pruned trial a finished MLflow run saying when."""
+    """The same 12-trial search with the median pruner and without: some trials PRUNED, fewer epochs in all,
+    every pruned trial a finished MLflow run saying when (a sequential search: its records complete later)."""
     pruned_dir, full_dir = tmp_path / "pruned", tmp_path / "full"
-    result = train("-m", *SEARCH, *MEDIAN, *QUICK, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                   "hydra.sweeper.n_jobs=2", "trainer.progress=false", f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    result = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study(tmp_path, "digits_mlp").trials
     pruned = [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED]
@@ -50,15 +52,28 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
         outcome = json.loads((pruned_dir / str(number) / "result.json").read_text())
         assert outcome["status"] == "PRUNED" and (pruned_dir / str(number) / "checkpoints" / "best.pt").is_file()
     assert "PRUNED" in result.stdout and "failed" not in result.stderr
-    again = train("-m", *SEARCH, *MEDIAN, *QUICK, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                  "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    again = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
 
     full = train("-m", *SEARCH, *UNTRACKED, "hydra/sweeper/pruner=none", "hydra.sweeper.study_name=unpruned",
-                 f"hydra.sweep.dir={full_dir}", cwd=tmp_path)
+                 *PARALLEL, f"hydra.sweep.dir={full_dir}", cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
     assert sum(epochs_trained(full_dir).values()) == 12 * 3 > sum(epochs.values())
+
+
+def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> None:
+    """2 joblib workers reporting their epochs to one sqlite study and asking its pruner, side by side."""
+    sweep_dir = tmp_path / "search"
+    result = train("-m", *SEARCH[:1], "hydra.sweeper.n_trials=6", *SEARCH[2:], *MEDIAN[:1],
+                   "hydra.sweeper.pruner.n_startup_trials=2", *PARALLEL, *UNTRACKED, f"hydra.sweep.dir={sweep_dir}",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials, epochs = study(tmp_path, "digits_mlp").trials, epochs_trained(sweep_dir)
+    assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    for trial in trials:
+        assert sorted(trial.intermediate_values) == list(range(1, epochs[trial.number] + 1))
+        assert (trial.state.name == "PRUNED") == (epochs[trial.number] < 3)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
@@ -84,3 +99,11 @@ def test_a_changed_search_space_is_refused_and_a_foreign_target_too(tmp_path: Pa
                     "hydra.sweeper.sampler._target_=os.system", *UNTRACKED, cwd=tmp_path)
     assert foreign.returncode != 0 and "Traceback" not in foreign.stderr
     assert "_target_=os.system is not allowed" in foreign.stderr
+
+
+def test_the_search_space_reads_hydra_s_grammar() -> None:
+    space, fixed = search_space(["a=choice(x,y)", "b=tag(log,interval(1e-4,1e-1))", "c=interval(0,4)",
+                                 "d=range(1,9,2)", "e=interval(0.0,0.5)", "f=3", "e=0.1"])
+    assert space == {"a": CategoricalDistribution(["x", "y"]), "b": FloatDistribution(1e-4, 1e-1, log=True),
+                     "c": FloatDistribution(0, 4), "d": IntDistribution(1, 7, step=2)}  # Hydra: intervals are floats
+    assert fixed == ["f=3", "e=0.1"], "a plain value on the command line wins over a declared dimension"

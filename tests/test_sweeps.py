@@ -74,14 +74,15 @@ def start_training(cwd: Path, *arguments: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180, ready=lambda: True) -> None:
+def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180, ready=lambda: True,
+              sig: signal.Signals = signal.SIGKILL) -> None:
     """SIGKILL the sweep once `path` exists (and `ready()`): no handler, no atexit, nothing gets to clean up."""
     deadline = time.monotonic() + timeout
     while not (path.exists() and ready()):
         assert process.poll() is None, "the sweep ended before it could be killed"
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(sig)
     process.wait(timeout=60)
 
 
@@ -125,6 +126,23 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     other = train("-m", *QUICK, "optimizer.lr=0.1,0.01", *command[1:], cwd=tmp_path)  # another grid, same dir
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1].startswith(f"error: {sweep_dir / '0'} already holds a different job")
+
+
+def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> None:
+    """Hydra 1.3 skips the callbacks' end when a sweep raises: sweeplab ends it all the same."""
+    sweep_dir = tmp_path / "sweep"
+    command = ["-m", "optimizer.lr=0.01,0.003", "trainer.epochs=30", f"hydra.sweep.dir={sweep_dir}"]
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *command, "trainer.progress=false", *QUICK],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    kill_when(process, sweep_dir / "1" / "checkpoints" / "last.pt", sig=signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and "sweep: best val/acc marked *" in stdout
+    assert "1 of 2 jobs did not finish" in stderr and "KILLED" in stdout
+    jobs = results(sweep_dir)
+    assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "KILLED"
+    _, parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED" and children[1].info.status == "KILLED"
 
 
 def test_a_killed_single_run_resumes_in_its_run_dir(tmp_path: Path) -> None:

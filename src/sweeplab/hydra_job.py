@@ -38,7 +38,7 @@ def current_hydra_job() -> HydraJob:
         return HydraJob()
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
-    search = hydra.sweeper if hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else {}
+    search = hydra.sweeper if multirun and hydra.sweeper.get("_target_") == OPTUNA_SWEEPER else {}
     return HydraJob(
         overrides=list(hydra.overrides.task),
         num=hydra.job.get("num"),

@@ -62,6 +62,7 @@ EXPORTED_JOB_TAG = "sweeplab.exported_job"  # the job whose model a sweep export
 OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna study
 OPTUNA_STUDY_TAG = "optuna.study"
 PRUNED_TAG = "sweeplab.pruned"  # a pruned trial's MLflow run: the last epoch it trained
+PRUNED_AT = "sweeplab.pruned_at"  # ... and its Optuna trial's user attribute: the job's word to the sweeper
 # How a sweep's jobs, in other processes, learn their parent run's id.
 PARENT_RUN_ENV = "SWEEPLAB_MLFLOW_PARENT_RUN_ID"
 # Our Optuna sweeper (hydra_plugins/sweeplab_optuna_sweeper): it numbers jobs by trial and resumes studies.

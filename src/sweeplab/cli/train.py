@@ -19,6 +19,7 @@ from sweeplab.config.schema import register_configs
 from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 from sweeplab.hydra_job import current_hydra_job
 from sweeplab.recorder import job_recorder
+from sweeplab.sweeps.ending import end_interrupted_sweeps
 
 
 def config_dir() -> str:
@@ -56,8 +57,16 @@ def main() -> None:
     asked_for_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        run()
+        run_to_the_end()
     except (HydraException, OmegaConfBaseException) as error:
         if asked_for_traceback:
             raise
         raise UserError(config_error_line(error)) from None
+
+
+def run_to_the_end() -> None:
+    try:
+        run()
+    except BaseException:
+        end_interrupted_sweeps()  # Hydra 1.3 ends a sweep's callbacks only when the sweep returns
+        raise

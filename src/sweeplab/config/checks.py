@@ -64,6 +64,8 @@ def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
     rules = [
         ("trainer.overfit_batches", trainer.overfit_batches >= 0, "must be >= 0 (0 turns it off)"),
         ("trainer.profile_steps", trainer.profile_steps >= 0, "must be >= 0 (0 turns it off)"),
+        ("trainer.log_every_n_steps", not trainer.profile_steps or trainer.log_every_n_steps == 1,
+         "must be 1 with trainer.profile_steps (the profiler steps at logging steps; debug=profile sets it)"),
         ("trainer.ema_for_best", not trainer.ema_for_best or trainer.ema_decay is not None,
          "needs trainer.ema_decay (e.g. 0.999)"),
     ]

@@ -1,5 +1,7 @@
-"""Which `_target_`s a config may name, checked before anything is instantiated: a config (or an override
-typed on the command line) never calls code outside sweeplab's factories and torch's optimizers."""
+"""Which `_target_`s a config may name, checked before sweeplab instantiates anything: the data, model,
+optimizer and schedule a config (or an override typed on the command line) names are sweeplab's factories
+and torch's optimizers, and a search's sampler and pruner Optuna's. (Hydra itself instantiates
+`hydra.callbacks` and its launchers, under its own blocklist.)"""
 
 from __future__ import annotations
 

@@ -238,6 +238,9 @@ def seeded_indices(indices: list[int], fraction: float, seed: int) -> tuple[list
     """(the rest, a `fraction` of `indices`, at least one): the same for the same seed, whatever the training seed."""
     order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
     n_part = max(1, round(len(indices) * fraction))
+    if n_part >= len(indices):
+        raise UserError(f"{len(indices)} images are too few to split a share of {fraction} off and keep any to "
+                        "train on: add images, or give the split its own folder (val/, test/)")
     return [indices[i] for i in order[n_part:]], [indices[i] for i in order[:n_part]]
 
 

@@ -23,6 +23,7 @@ from sweeplab.errors import UserError, exit_on_user_error, typed_line
 from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
+from sweeplab.sweeps.ending import ended, started
 from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
 from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
@@ -52,8 +53,10 @@ class SweepGuard(Callback):
         # exit_on_user_error ends in SystemExit, which Hydra's callback runner lets through: nothing launches.
         exit_on_user_error(check_sweep)(config)
         self.launched = True
+        started(self, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        ended(self)
         if not self.launched:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -96,6 +99,7 @@ class SweepRecord(Callback):
         recorder = job_recorder(config, current_hydra_job())
         if not config.tracking.enabled:
             return
+        started(self, config)
         self.uri = resolve_uri(config.tracking.uri)
         exit_on_user_error(check_reachable)(self.uri)
         sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
@@ -120,7 +124,8 @@ class SweepRecord(Callback):
             for_this_process(True).submit(f"{SWEEP}:refresh_summary", resolve_uri(config.tracking.uri), parent_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Hydra calls this however the sweep ended (done, a job raised, Ctrl-C)."""
+        """However the sweep ended (done, a job raised, Ctrl-C: sweeplab.sweeps.ending)."""
+        ended(self)
         recorder = for_this_process(False)
         for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
             log.error(f"recording failed: {typed_line(error)}", exc_info=error)

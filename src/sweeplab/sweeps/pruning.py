@@ -17,6 +17,7 @@ from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.hydra_job import HydraJob
 from sweeplab.sweeps.search import open_storage
+from sweeplab.vocabulary import PRUNED_AT
 
 log = logging.getLogger(__name__)
 NO_PRUNING = "optuna.pruners.NopPruner"
@@ -30,16 +31,18 @@ class TrialPruning(Callback):
         self.pruned_at: int | None = None  # the last epoch trained, once pruned
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        """A resumed trial's restored epochs: reported before the cut, except one cut off between its
-        checkpoint and its report."""
+        """A resumed trial: report its restored epochs (the last may have been checkpointed, then cut off
+        before it was reported)."""
         for metrics in trainer.history:
             self.report(metrics)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         self.report(metrics)
-        if not self.trial.should_prune():
+        if metrics.epoch >= trainer.epochs or not self.trial.should_prune():  # the last epoch: complete, not pruned
             return False
         self.pruned_at = metrics.epoch
+        # Told to the study now, not through result.json: a sequential sweep's recorder writes that later.
+        self.storage.set_trial_user_attr(self.trial_id, PRUNED_AT, metrics.epoch)
         log.info(f"trial {self.trial.number} pruned after epoch {metrics.epoch} of {trainer.epochs}: its "
                  f"{self.metric} is not promising by the study's {type(self.trial.study.pruner).__name__}")
         return True
@@ -51,10 +54,12 @@ class TrialPruning(Callback):
 
 def trial_pruning(job: HydraJob, metric: str) -> TrialPruning | None:
     """The job's trial, when it is one of a search whose pruner can stop it."""
-    if job.study is None or job.pruner is None or job.pruner["_target_"] == NO_PRUNING:
+    if job.pruner is None or job.pruner["_target_"] == NO_PRUNING:
         return None
     storage = open_storage(job.storage)
     pruner = trusted_instantiate(job.pruner, trusted=SEARCH_TARGETS)
     study = optuna.load_study(study_name=job.study, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(job.study), job.num)
+    if storage.get_trial(trial_id).state.is_finished():  # a finished trial's record being completed: nothing to report
+        return None
     return TrialPruning(study, storage, trial_id, metric)

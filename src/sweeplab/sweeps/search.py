@@ -6,8 +6,8 @@ jobs, tell the study how each ended. Only this sweeper tells; a job reports its 
   `n_trials`); trials cut off while RUNNING run again in their own run dir, where the job resumes from its
   checkpoint; a command whose search space or direction differs from the stored study's is refused.
 - The direction follows `optimized_metric` (accuracies maximised, losses minimised).
-- A job that fails is a FAIL trial and the search goes on; one its pruner stopped says PRUNED in its
-  result.json, and is a PRUNED trial.
+- A job that fails is a FAIL trial and the search goes on; one its pruner stopped says so on its trial
+  (sweeplab.sweeps.pruning), and is a PRUNED trial.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.errors import UserError, first_line
 from sweeplab.sweeps.results import read_result
-from sweeplab.vocabulary import PRUNED, RUNNING, metric_mode
+from sweeplab.vocabulary import PRUNED_AT, RUNNING, metric_mode
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -51,6 +51,9 @@ class Search:
         self.direction = "maximize" if metric_mode(config.optimized_metric) == "max" else "minimize"
 
     def run(self, arguments: list[str]) -> None:
+        if not self.options.storage or self.options.n_jobs < 1:
+            raise UserError("an Optuna search needs hydra.sweeper.storage (its jobs report to the stored study, "
+                            "e.g. sqlite:///optuna.db) and hydra.sweeper.n_jobs >= 1")
         declared = [f"{key}={value}" for key, value in (self.options.params or {}).items()]
         space, fixed = search_space(declared + arguments)
         study = open_study(self.options, self.direction, space)
@@ -63,6 +66,9 @@ class Search:
         to_go = max(0, self.options.n_trials - done)
         while to_go > 0:
             trials = [study.ask(space) for _ in range(min(self.options.n_jobs, to_go))]
+            if [t.number for t in trials] != list(range(trials[0].number, trials[0].number + len(trials))):
+                raise UserError(f"another command is adding trials to study {study.study_name!r} at the same time: "
+                                "run one search per study at once (its job numbers are its trial numbers)")
             returns = self.launcher.launch([trial_overrides(t.params, fixed) for t in trials],
                                            initial_job_idx=trials[0].number)
             states = [self.tell(study, trial.number, job) for trial, job in zip(trials, returns, strict=True)]
@@ -71,9 +77,9 @@ class Search:
         self.report_best(study)
 
     def tell(self, study: optuna.Study, number: int, job: Any) -> TrialState:
-        """How the job ended, for the study: PRUNED (its result.json says so), COMPLETE with its value, or FAIL."""
-        result = read_result(self.sweep_dir / str(number))
-        if result is not None and result.status == PRUNED:
+        """How the job ended, for the study: PRUNED (the job said so on its trial), COMPLETE with its value, or
+        FAIL."""
+        if PRUNED_AT in study.get_trials(deepcopy=False)[number].user_attrs:
             study.tell(number, state=TrialState.PRUNED)
             return TrialState.PRUNED
         try:
@@ -131,7 +137,7 @@ def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], lis
 
 def distribution(override: Override) -> BaseDistribution:
     value = override.value()
-    if override.is_choice_sweep() or (override.is_range_sweep() and (value.shuffle or value.transformers)):
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
         return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
     if override.is_interval_sweep():
         log_scale = "log" in value.tags
@@ -159,8 +165,9 @@ def open_study(options: DictConfig, direction: str, space: dict[str, BaseDistrib
         sampler=trusted_instantiate(options.sampler, trusted=SEARCH_TARGETS),
         pruner=trusted_instantiate(options.pruner, trusted=SEARCH_TARGETS), load_if_exists=True,
     )
-    wanted = {name: json.loads(distribution_to_json(d)) for name, d in space.items()}
-    stored = study.user_attrs.get(SPACE_ATTR)
+    wanted = as_json(space)
+    trials = study.get_trials(deepcopy=False)
+    stored = study.user_attrs.get(SPACE_ATTR, as_json(trials[0].distributions) if trials else None)
     if stored is None:
         study.set_user_attr(SPACE_ATTR, wanted)
     elif stored != wanted or study.direction.name.lower() != direction:
@@ -169,6 +176,10 @@ def open_study(options: DictConfig, direction: str, space: dict[str, BaseDistrib
                         f"({', '.join(changed)} differ): name a new study with hydra.sweeper.study_name=..., or "
                         "run the command that made it")
     return study
+
+
+def as_json(space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    return {name: json.loads(distribution_to_json(d)) for name, d in space.items()}
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

@@ -13,19 +13,20 @@ import optuna
 from matplotlib import pyplot
 from optuna.trial import TrialState
 
+from sweeplab.errors import typed_line
 from sweeplab.tracking.client import DELIVERY_ERRORS, client
 from sweeplab.vocabulary import SEARCH_ARTIFACTS
 
 
 def log_search_insight(uri: str, parent_id: str, storage: str, study_name: str) -> None:
-    """What the search learned; a tracking outage costs these files, never the sweep."""
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    """What the search learned; a failure to draw or deliver it costs these files, never the sweep."""
     with tempfile.TemporaryDirectory() as folder:
-        write_insight(study, Path(folder))
         try:
+            write_insight(optuna.load_study(study_name=study_name, storage=storage), Path(folder))
             client(uri).log_artifacts(parent_id, folder, SEARCH_ARTIFACTS)
-        except DELIVERY_ERRORS as error:
-            print(f"warning: could not log the search's figures to MLflow run {parent_id}: {error}", file=sys.stderr)
+        except (*DELIVERY_ERRORS, ValueError, RuntimeError, KeyError) as error:  # Optuna's, matplotlib's, MLflow's
+            print(f"warning: the search's history and importances are missing from MLflow run {parent_id}: "
+                  f"{typed_line(error)}", file=sys.stderr)
 
 
 def write_insight(study: optuna.Study, folder: Path) -> None:
