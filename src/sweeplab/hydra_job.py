@@ -45,7 +45,7 @@ def current_hydra_job() -> HydraJob:
         multirun=multirun,
         sweep_dir=str(Path(hydra.sweep.dir).resolve()) if multirun else None,
         study=search.get("study_name"),
-        storage=search.get("storage"),
+        storage=absolute_sqlite(search.get("storage"), hydra.runtime.cwd),
         pruner=OmegaConf.to_container(search.pruner, resolve=True) if search else None,
         threads=job_threads(hydra.launcher),
         in_launching_process=multirun and hydra.launcher.get("_target_") == BASIC_LAUNCHER,
@@ -65,3 +65,10 @@ def job_threads(launcher) -> int | None:
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def absolute_sqlite(url: str | None, cwd: str) -> str | None:
+    """A relative sqlite URL (sqlite:///optuna.db) as the launching process means it: a job may run elsewhere."""
+    if url and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{Path(cwd) / url.removeprefix('sqlite:///')}"
+    return url
