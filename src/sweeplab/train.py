@@ -205,7 +205,7 @@ def build_callbacks(
 def dataset_records(cfg: DictConfig, data: Data) -> list[DatasetRecord]:
     source = OmegaConf.to_container(cfg.dataset.source, resolve=True)
     return [DatasetRecord(cfg.dataset.name, split, digest, data.sizes[split], source)  # type: ignore[arg-type]
-            for split, digest in data.digests.items()]
+            for split, digest in data.splits.digests.items()]  # hashed here, for tracked runs only
 
 
 def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, precision: str,

@@ -26,7 +26,7 @@ class Data:
     classes: list[str]
     image_shape: tuple[int, int, int]
     sizes: dict[str, int]  # images per split: train, val, test
-    digests: dict[str, str]  # what each split holds (sweeplab.data.digest)
+    splits: Splits  # the data sets behind the batches (their digests, for the run's record)
     mix: Callable | None = None  # MixUp/CutMix of training batches, if asked for (sweeplab.data.policies)
 
 
@@ -62,7 +62,7 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
         classes=splits.classes,
         image_shape=splits.image_shape,
         sizes={name: len(split) if split is not None else 0 for name, split in splits.named()},  # type: ignore[arg-type]
-        digests=splits.digests,
+        splits=splits,
         mix=policies.mix,
     )
 
