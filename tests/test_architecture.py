@@ -118,3 +118,11 @@ def test_a_default_run_trains_without_mlflow_matplotlib_or_onnxruntime_in_its_pr
     loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
     assert "torch" in loaded and not loaded & set(HEAVY_FOR_TRAINING), loaded & set(HEAVY_FOR_TRAINING)
     assert (tmp_path / "run" / "export" / "model.onnx").is_file() and (tmp_path / "mlflow.db").is_file()
+
+
+def test_checkpoints_are_loaded_weights_only_everywhere() -> None:
+    """A checkpoint is a pickle: torch.load may run code from one unless it is told to read tensors only."""
+    calls = [(path, line) for path in SRC.rglob("*.py") for line in path.read_text().splitlines()
+             if "torch.load(" in line]
+    assert calls, "the scan found no torch.load at all: is it still looking in the right place?"
+    assert all("weights_only=True" in line for _, line in calls), calls

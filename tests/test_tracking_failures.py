@@ -58,7 +58,9 @@ def test_ctrl_c_marks_the_run_killed(mlflow_server: MlflowServer, tmp_path: Path
     process = start_training(mlflow_server.uri, "interrupted", tmp_path, "trainer.epochs=200")
     run_id = wait_for_epochs(client, "interrupted", 1)
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted (Ctrl-C): resume with `python train.py " in stderr and "hydra.run.dir=" in stderr
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["sweeplab.failure"].startswith("KeyboardInterrupt")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,6 +207,8 @@ def test_console_script(tmp_path: Path) -> None:
         pytest.param(["model=mlp,nope"], "error: the sweep cannot run model=nope:", id="unknown-option"),
         pytest.param(["optimizer.lr=0.1,-1"], "error: optimizer.lr=-1.0 is invalid", id="out-of-range"),
         pytest.param(["trainer.epochs=zero", "model=mlp,cnn"], "error: Error merging override", id="wrong-type"),
+        pytest.param(["model=mlp,cnn", "hydra/launcher=slurm"], "error: hydra/launcher=slurm needs a Slurm cluster",
+                     id="no-slurm", marks=pytest.mark.skipif(shutil.which("srun") is not None, reason="Slurm is here")),
     ],
 )
 def test_a_config_error_in_a_sweep_stops_it_before_any_job(tmp_path: Path, sweep: list[str], message: str) -> None:

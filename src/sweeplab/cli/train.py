@@ -8,6 +8,7 @@ config errors come back fast and never load torch.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -65,8 +66,11 @@ def main() -> None:
 
 
 def run_to_the_end() -> None:
+    """Ctrl-C ends with the line that says how to resume (sweeplab.sweeps.job) and exit code 130, no traceback."""
     try:
         run()
-    except BaseException:
+    except BaseException as error:
         end_interrupted_sweeps()  # Hydra 1.3 ends a sweep's callbacks only when the sweep returns
+        if isinstance(error, KeyboardInterrupt):
+            sys.exit(130)
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +62,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
             result.status = PRUNED if scores.pruned_at else FINISHED
         except KeyboardInterrupt:
             result.status, result.reason = KILLED, "interrupted (Ctrl-C)"
+            if not job.multirun:  # a sweep says how to resume at its end (sweeplab.sweeps.callbacks)
+                print(f"interrupted (Ctrl-C): resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
             raise
         except Exception as error:
             result.status, result.reason = FAILED, failure_reason(error)
@@ -77,6 +80,10 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         return result.objective
 
     return run_job
+
+
+def resume_command(overrides: list[str], run_dir: Path) -> str:
+    return shlex.join(["python", "train.py", *overrides, f"hydra.run.dir={run_dir}"])
 
 
 def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: HydraJob) -> list[BaseException]:

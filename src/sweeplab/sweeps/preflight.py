@@ -8,6 +8,7 @@ covers grids, `choice()`s and Optuna's intervals (both ends) without running the
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 from hydra import compose
@@ -25,7 +26,11 @@ from sweeplab.sweeps.results import check_same_job, read_result
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
 def check_sweep(config: DictConfig) -> None:
+    check_launcher(config)
     check_resumed_jobs(config)
     overrides = {o.get_key_element(): o for o in sweep_overrides(config)}  # the command line wins over presets
     fixed = [o.input_line for o in overrides.values() if not o.is_sweep_override()]
@@ -39,6 +44,13 @@ def check_sweep(config: DictConfig) -> None:
         for value in swept_values(override):
             changed = with_value(base, key, value) if plain else None
             check_ranges(changed if changed is not None else composed(fixed, f"{key}={value}"))
+
+
+def check_launcher(config: DictConfig) -> None:
+    """Slurm's launcher submits with sbatch and waits with srun: off a Slurm cluster, say so before anything runs."""
+    if config.hydra.launcher.get("_target_") == SLURM_LAUNCHER and not shutil.which("srun"):
+        raise UserError("hydra/launcher=slurm needs a Slurm cluster (no `srun` on PATH here): run the sweep on "
+                        "the cluster's login node, or use hydra/launcher=joblib or submitit_local on this machine")
 
 
 def composed(fixed: list[str], variant: str) -> DictConfig:
