@@ -15,6 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_server import FAST_RETRIES, REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401
+from sweeplab.tracking.handle import metric_rows
+from sweeplab.tracking.session import Session
 
 pytestmark = pytest.mark.slow
 QUICK = ("export.onnx=false", "tracking.log_model=false")
@@ -117,3 +119,25 @@ def test_export_parity_failure_marks_the_run_failed_and_keeps_its_files(tmp_path
     assert run.data.metrics["onnx/max_abs_diff"] > 0
     artifacts = {a.path for folder in ("onnx", "figures") for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"onnx/model.onnx", "figures/confusion_matrix.png"} <= artifacts
+
+
+def test_a_server_back_after_an_outage_gets_what_waited(tmp_path: Path) -> None:
+    """A server that fails a probe (gone, or only slow under load) is tried again: at the latest when the run
+    ends, what waited for it is delivered and the run ends FINISHED, with no pending file left."""
+    server = MlflowServer(tmp_path / "server", free_port())
+    server.folder.mkdir()
+    server.start()
+    try:
+        client = MlflowClient(server.uri)
+        run_id = client.create_run(client.create_experiment("back")).info.run_id
+        session = Session(client, run_id, tmp_path)
+        server.stop(signal.SIGKILL)
+        session.log_metrics(metric_rows({"val/acc": 0.5}, 1))
+        assert not session.online and session.pending_metrics
+        server.start()
+        session.end("FINISHED", None)
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert [m.value for m in client.get_metric_history(run_id, "val/acc")] == [0.5]
+        assert not (tmp_path / "mlflow_pending.json").exists()
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from sweeplab.vocabulary import (
 )
 
 DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
+RETRY_SECONDS = 10.0  # a server that failed a probe or a delivery is left alone this long
 sweep_parents: dict[str, str] = {}  # sweep dir -> its parent run id, for the sweeps this recorder started
 
 
@@ -49,15 +51,35 @@ class Session:
     run_id: str
     run_dir: Path
     online: bool = True
+    offline_at: float = 0.0  # when a probe or delivery last failed (time.monotonic)
     # What could not be delivered because the server was away: metric rows, (local path, artifact folder).
     pending_metrics: list[MetricRow] = field(default_factory=list)
     pending_artifacts: list[tuple[str, str | None]] = field(default_factory=list)
 
-    def reachable(self) -> bool:
-        """A remote server is probed (seconds) before a delivery, rather than retried for minutes by MLflow."""
+    def reachable(self, retry_now: bool = False) -> bool:
+        """A remote server is probed (seconds) before a delivery, rather than retried for minutes by MLflow. One
+        that failed (gone, or only slow under load) is tried again after RETRY_SECONDS, or now at the run's end;
+        back, it gets what waited for it first."""
+        if not self.online and not retry_now and time.monotonic() - self.offline_at < RETRY_SECONDS:
+            return False
         uri = self.client.tracking_uri
-        self.online = self.online and not (is_http(uri) and server_error(uri))
+        if is_http(uri) and server_error(uri):
+            return self.went_offline()
+        if not self.online:
+            self.online = True
+            self.deliver_pending()
         return self.online
+
+    def went_offline(self) -> bool:
+        self.online, self.offline_at = False, time.monotonic()
+        return False
+
+    def deliver_pending(self) -> None:
+        rows, artifacts = self.pending_metrics, self.pending_artifacts
+        self.pending_metrics, self.pending_artifacts = [], []
+        self.log_metrics(rows)
+        for path, folder in artifacts:
+            self.log_artifact(Path(path), folder)
 
     def log_metrics(self, rows: list[MetricRow]) -> None:
         if self.reachable():
@@ -67,7 +89,7 @@ class Session:
                     self.client.log_batch(self.run_id, metrics=batch)
                 return
             except DELIVERY_ERRORS:
-                self.online = False
+                self.went_offline()
         self.pending_metrics += rows
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
@@ -78,16 +100,17 @@ class Session:
                 upload(self.run_id, str(path), folder)
                 return
             except DELIVERY_ERRORS:
-                self.online = False
+                self.went_offline()
         self.pending_artifacts.append((str(path), folder))
 
     def end(self, status: str, reason: str | None) -> None:
-        if reason and self.reachable():
+        back = self.reachable(retry_now=True)  # a last try: what waited is delivered if the server answers now
+        if reason and back:
             try:
                 self.client.set_tag(self.run_id, FAILURE_TAG, reason)
             except DELIVERY_ERRORS:
-                self.online = False
-        if self.reachable() and not self.pending_metrics and not self.pending_artifacts:
+                back = self.went_offline()
+        if back and not self.pending_metrics and not self.pending_artifacts:
             try:
                 self.client.set_terminated(self.run_id, status)
                 return
@@ -182,7 +205,7 @@ def set_tag(run_dir: str, key: str, value: str) -> None:
         try:
             session.client.set_tag(session.run_id, key, value)
         except DELIVERY_ERRORS:
-            session.online = False
+            session.went_offline()
 
 
 def log_inputs(run_dir: str, records: list[DatasetRecord]) -> None:
@@ -198,7 +221,7 @@ def log_inputs(run_dir: str, records: list[DatasetRecord]) -> None:
         try:
             session.client.log_inputs(session.run_id, datasets=inputs)
         except DELIVERY_ERRORS:
-            session.online = False
+            session.went_offline()
 
 
 def log_figures(run_dir: str, data: FigureData) -> None:
