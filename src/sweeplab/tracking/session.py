@@ -55,6 +55,7 @@ class Session:
     # What could not be delivered because the server was away: metric rows, (local path, artifact folder).
     pending_metrics: list[MetricRow] = field(default_factory=list)
     pending_artifacts: list[tuple[str, str | None]] = field(default_factory=list)
+    pending_inputs: list[DatasetInput] = field(default_factory=list)  # re-sent when the server is back
 
     def reachable(self, retry_now: bool = False) -> bool:
         """A remote server is probed (seconds) before a delivery, rather than retried for minutes by MLflow. One
@@ -75,8 +76,9 @@ class Session:
         return False
 
     def deliver_pending(self) -> None:
-        rows, artifacts = self.pending_metrics, self.pending_artifacts
-        self.pending_metrics, self.pending_artifacts = [], []
+        rows, artifacts, inputs = self.pending_metrics, self.pending_artifacts, self.pending_inputs
+        self.pending_metrics, self.pending_artifacts, self.pending_inputs = [], [], []
+        self.log_inputs(inputs)
         self.log_metrics(rows)
         for path, folder in artifacts:
             self.log_artifact(Path(path), folder)
@@ -91,6 +93,15 @@ class Session:
             except DELIVERY_ERRORS:
                 self.went_offline()
         self.pending_metrics += rows
+
+    def log_inputs(self, inputs: list[DatasetInput]) -> None:
+        if inputs and self.reachable():
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except DELIVERY_ERRORS:
+                self.went_offline()
+        self.pending_inputs += inputs
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Upload a file or a whole directory; kept for later upload when the server is away."""
@@ -210,18 +221,12 @@ def set_tag(run_dir: str, key: str, value: str) -> None:
 
 def log_inputs(run_dir: str, records: list[DatasetRecord]) -> None:
     """The splits as MLflow dataset inputs (the UI's Dataset column); MLflow keeps one per digest and context."""
-    session = sessions[run_dir]
-    inputs = [
+    sessions[run_dir].log_inputs([
         DatasetInput(Dataset(record.name, record.digest, DATASET_SOURCE_TYPE, json.dumps(record.source),
                              profile=json.dumps({"num_rows": record.size})),
                      tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.split)])
         for record in records
-    ]
-    if session.reachable():
-        try:
-            session.client.log_inputs(session.run_id, datasets=inputs)
-        except DELIVERY_ERRORS:
-            session.went_offline()
+    ])
 
 
 def log_figures(run_dir: str, data: FigureData) -> None:
