@@ -25,9 +25,13 @@ class Data:
     preprocess: BatchPreprocess
     classes: list[str]
     image_shape: tuple[int, int, int]
-    sizes: dict[str, int]  # images per split: train, val, test
     splits: Splits  # the data sets behind the batches (their digests, for the run's record)
     mix: Callable | None = None  # MixUp/CutMix of training batches, if asked for (sweeplab.data.policies)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Images per split (train, val, test), as the data sets hold them (before any debugging limit)."""
+        return {name: len(split) if split is not None else 0 for name, split in self.splits.named()}  # type: ignore[arg-type]
 
 
 def load_splits(cfg: DatasetConfig) -> Splits:
@@ -61,7 +65,6 @@ def build_data(cfg: DatasetConfig, device: torch.device, seed: int) -> Data:
                                    policy=policies.image, erase=policies.erase),
         classes=splits.classes,
         image_shape=splits.image_shape,
-        sizes={name: len(split) if split is not None else 0 for name, split in splits.named()},  # type: ignore[arg-type]
         splits=splits,
         mix=policies.mix,
     )
