@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.errors import UserError
-from sweeplab.vocabulary import OPTIMIZABLE
+from sweeplab.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
@@ -64,6 +64,9 @@ def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
     rules = [
         ("trainer.overfit_batches", trainer.overfit_batches >= 0, "must be >= 0 (0 turns it off)"),
         ("trainer.profile_steps", trainer.profile_steps >= 0, "must be >= 0 (0 turns it off)"),
+        ("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps >= 0, "must be >= 0 (0: epoch ends only)"),
+        ("trainer.keep_checkpoints", trainer.keep_checkpoints in KEPT_CHECKPOINTS,
+         f"must be one of {', '.join(KEPT_CHECKPOINTS)}"),
         ("trainer.log_every_n_steps", not trainer.profile_steps or trainer.log_every_n_steps == 1,
          "must be 1 with trainer.profile_steps (the profiler steps at logging steps; debug=profile sets it)"),
         ("trainer.ema_for_best", not trainer.ema_for_best or trainer.ema_decay is not None,

@@ -136,6 +136,11 @@ class TrainerConfig:
     limit_val_batches: Any = None
     overfit_batches: int = 0
     profile_steps: int = 0
+    # Also write last.pt every N optimizer steps (0: at epoch ends only): a preempted job loses minutes, not an epoch.
+    checkpoint_every_n_steps: int = 0
+    # What a finished run keeps: all (last.pt and best.pt), best (best.pt: no resume), none (export and the
+    # MLflow copy of best.pt only: no resume, no re-export from the run dir).
+    keep_checkpoints: str = "all"
 
 
 @dataclass
