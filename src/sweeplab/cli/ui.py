@@ -1,36 +1,62 @@
-"""`sweeplab ui`: the MLflow UI on this project's tracking store, bound to 127.0.0.1."""
+"""`sweeplab ui`: the MLflow UI on this project's tracking store, bound to 127.0.0.1 unless --host says otherwise."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 import sys
 
 from sweeplab.errors import UserError
+from sweeplab.tracking.masking import masked_text
 from sweeplab.tracking.store import is_http, resolve_uri
+
+LOOPBACK = "127.0.0.1"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ui", help=__doc__.split(": ", 1)[1], description=__doc__)
     parser.add_argument("--uri", help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--host", default=LOOPBACK,
+                        help="address to listen on (default: %(default)s, this machine only); 0.0.0.0 exposes the "
+                        "runs to anyone who can reach the port: MLflow has no authentication by default")
     parser.set_defaults(run=run)
 
 
-def ui_command(uri: str, port: int) -> list[str]:
-    host = ["--host", "127.0.0.1", "--port", str(port)]
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, *host]
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """The risk of listening beyond this machine, said once: MLflow's UI lets its visitors delete runs."""
+    if is_loopback(host):
+        return None
+    return (f"warning: the MLflow UI listens on {host}:{port}: anyone who can reach that port can read and delete "
+            "every run (MLflow has no authentication by default); use --host 127.0.0.1 (the default) unless the "
+            "network is yours alone")
 
 
 def run(args: argparse.Namespace) -> int:
     uri = resolve_uri(args.uri)
     if is_http(uri):
-        print(f"runs are on the tracking server {uri}: open it in a browser (it serves the MLflow UI)")
+        print(f"runs are on the tracking server {masked_text(uri)}: open it in a browser (it serves the MLflow UI)")
         return 0
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
-            raise UserError(f"port {args.port} on 127.0.0.1 is in use: pass another, e.g. `sweeplab ui --port 5001`")
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-    command = ui_command(uri, args.port)
+        probe.settimeout(2)  # a --host that does not answer is no port in use
+        if probe.connect_ex((args.host, args.port)) == 0:
+            raise UserError(f"port {args.port} on {args.host} is in use: pass another, e.g. "
+                            f"`sweeplab ui --port {args.port + 1}`")
+    if warning := exposure_warning(args.host, args.port):
+        print(warning, file=sys.stderr)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    command = ui_command(uri, args.host, args.port)
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly

@@ -18,6 +18,7 @@ from mlflow.utils import requirements_utils
 from sweeplab.errors import typed_line
 from sweeplab.tracking.client import client
 from sweeplab.tracking.handle import ExportRecord, metric_rows
+from sweeplab.tracking.masking import masked_text
 from sweeplab.tracking.session import Session, sessions
 from sweeplab.vocabulary import MODEL_ARTIFACT, MODEL_LOGGING_ERROR_TAG, ONNX_ARTIFACTS
 
@@ -31,8 +32,9 @@ def log_export_to_run(uri: str, run_id: str, run_dir: str, record: ExportRecord)
     session = Session(client(uri), run_id, Path(run_dir))
     record_export(session, record)
     if session.pending_metrics or session.pending_artifacts:
-        print(f"warning: tracking server {uri} was unreachable: the export is in {Path(record.files[0]).parent} "
-              f"but not in MLflow run {run_id}; export it again once the server is back", file=sys.stderr)
+        print(f"warning: tracking server {masked_text(uri)} was unreachable: the export is in "
+              f"{Path(record.files[0]).parent} but not in MLflow run {run_id}; export it again once the server is back",
+              file=sys.stderr)
 
 
 def record_export(session: Session, record: ExportRecord) -> None:
@@ -64,7 +66,7 @@ def log_onnx_model(session: Session, record: ExportRecord) -> None:
         )
     except Exception as error:  # or the server left
         if session.reachable():
-            session.client.set_tag(session.run_id, MODEL_LOGGING_ERROR_TAG, typed_line(error))
+            session.client.set_tag(session.run_id, MODEL_LOGGING_ERROR_TAG, masked_text(typed_line(error)))
 
 
 def warm_up() -> None:

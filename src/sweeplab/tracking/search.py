@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from sweeplab.errors import typed_line
 from sweeplab.tracking.client import DELIVERY_ERRORS, client
+from sweeplab.tracking.masking import masked_text
 from sweeplab.vocabulary import SEARCH_ARTIFACTS
 
 
@@ -26,7 +27,7 @@ def log_search_insight(uri: str, parent_id: str, storage: str, study_name: str) 
             client(uri).log_artifacts(parent_id, folder, SEARCH_ARTIFACTS)
         except (*DELIVERY_ERRORS, ValueError, RuntimeError, KeyError) as error:  # Optuna's, matplotlib's, MLflow's
             print(f"warning: the search's history and importances are missing from MLflow run {parent_id}: "
-                  f"{typed_line(error)}", file=sys.stderr)
+                  f"{masked_text(typed_line(error))}", file=sys.stderr)
 
 
 def write_insight(study: optuna.Study, folder: Path) -> None:

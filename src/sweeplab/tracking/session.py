@@ -4,7 +4,7 @@ The training process calls these functions through the recorder (sweeplab.tracki
 goes through `MlflowClient` with an explicit run id (no fluent active-run state), so the runs of a
 sequential sweep cannot leak into each other. If the tracking server goes away, training goes on:
 what could not be delivered is written to `mlflow_pending.json` in the run dir, with the command that
-uploads it (sweeplab.tracking.upload).
+uploads it (sweeplab.tracking.upload). Secrets are masked on their way out (sweeplab.tracking.masking).
 """
 
 from __future__ import annotations
@@ -23,12 +23,21 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from sweeplab.tracking import figures
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
+from sweeplab.tracking.masking import (
+    masked,
+    masked_params,
+    masked_tag,
+    masked_tags,
+    masked_text,
+    masked_yaml_folder,
+)
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.vocabulary import (
     FAILURE_TAG,
     FIGURES_DIR,
     HYDRA_DIR,
+    MASKED_HYDRA_DIR,
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
     OVERRIDES_TAG,
@@ -115,6 +124,7 @@ class Session:
         self.pending_artifacts.append((str(path), folder))
 
     def end(self, status: str, reason: str | None) -> None:
+        reason = reason and masked_text(reason)
         back = self.reachable(retry_now=True)  # a last try: what waited is delivered if the server answers now
         if reason and back:
             try:
@@ -141,9 +151,9 @@ class Session:
         path = self.run_dir / PENDING_FILE
         path.write_text(json.dumps(pending, indent=1))
         print(
-            f"warning: tracking server {self.client.tracking_uri} was unreachable; {len(self.pending_metrics)} "
-            f"metrics and {len(self.pending_artifacts)} artifacts kept in {path}: upload them with "
-            f"`python -m sweeplab.tracking.upload {path}`",
+            f"warning: tracking server {masked_text(self.client.tracking_uri)} went away or failed mid-run; "
+            f"{len(self.pending_metrics)} metrics and {len(self.pending_artifacts)} artifacts kept in {path}: "
+            f"upload them with `python -m sweeplab.tracking.upload {path}`",
             file=sys.stderr,
         )
 
@@ -155,10 +165,11 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
     """Create the run (or reopen the one an earlier attempt started in this run dir); return its id."""
     store = client(spec.uri)
     parent_id = spec.parent_id or sweep_parents.get(spec.sweep_dir or "")
+    tags = masked_tags(spec.tags)
     if parent_id:
         parent = store.get_run(parent_id)
         experiment_id = parent.info.experiment_id
-        name = spec.run_name or job_name(shlex.split(spec.tags.get(OVERRIDES_TAG, "")),
+        name = spec.run_name or job_name(shlex.split(tags.get(OVERRIDES_TAG, "")),
                                          shlex.split(parent.data.tags.get(SWEPT_TAG, "")))
     else:
         experiment_id = ensure_experiment(store, spec.experiment)
@@ -171,14 +182,15 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
             store.delete_tag(run_id, FAILURE_TAG)
         sessions[run_dir] = Session(store, run_id, Path(run_dir))
         return run_id
-    tags = {**spec.tags, **git_state(Path(spec.code_dir)), **({PARENT_TAG: parent_id} if parent_id else {})}
+    tags |= {**git_state(Path(spec.code_dir)), **({PARENT_TAG: parent_id} if parent_id else {})}
     run_id = store.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-    params = [Param(key, value) for key, value in flatten(spec.config).items()]
+    params = [Param(key, value) for key, value in masked_params(flatten(spec.config)).items()]
     for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
         store.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
     session = sessions[run_dir] = Session(store, run_id, Path(run_dir))
     if (Path(run_dir) / HYDRA_DIR).is_dir():
-        session.log_artifact(Path(run_dir) / HYDRA_DIR, HYDRA_DIR)
+        configs = masked_yaml_folder(Path(run_dir) / HYDRA_DIR, Path(run_dir) / MASKED_HYDRA_DIR)
+        session.log_artifact(configs, HYDRA_DIR)
     return run_id
 
 
@@ -214,7 +226,7 @@ def set_tag(run_dir: str, key: str, value: str) -> None:
     session = sessions[run_dir]
     if session.reachable():
         try:
-            session.client.set_tag(session.run_id, key, value)
+            session.client.set_tag(session.run_id, key, masked_tag(key, value))
         except DELIVERY_ERRORS:
             session.went_offline()
 
@@ -222,7 +234,7 @@ def set_tag(run_dir: str, key: str, value: str) -> None:
 def log_inputs(run_dir: str, records: list[DatasetRecord]) -> None:
     """The splits as MLflow dataset inputs (the UI's Dataset column); MLflow keeps one per digest and context."""
     sessions[run_dir].log_inputs([
-        DatasetInput(Dataset(record.name, record.digest, DATASET_SOURCE_TYPE, json.dumps(record.source),
+        DatasetInput(Dataset(record.name, record.digest, DATASET_SOURCE_TYPE, json.dumps(masked(record.source)),
                              profile=json.dumps({"num_rows": record.size})),
                      tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.split)])
         for record in records

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from sweeplab.errors import UserError
+from sweeplab.tracking.masking import masked_text
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -37,28 +38,39 @@ def is_http(uri: str) -> bool:
     return urlparse(uri).scheme in ("http", "https")
 
 
-def server_error(uri: str, timeout: float = 5.0) -> str | None:
-    """Why an HTTP tracking server cannot be reached (None when it answers), in a few quick seconds.
+PROBE = "/api/2.0/mlflow/experiments/search"  # what every MLflow tracking server answers, with JSON
 
-    MLflow's own client retries for minutes; this answers before training starts. (requests is
-    imported only here: a local store needs no check.)
+
+def server_error(uri: str, timeout: float = 5.0) -> str | None:
+    """What is wrong with an HTTP tracking server (None when it answers as MLflow does), in a few quick
+    seconds, as the end of a sentence that begins with its URI: what happened, then how to fix it.
+
+    MLflow's own client retries for minutes, and takes a web server's 404 page for an MLflow error;
+    this answers before training starts. (requests is imported only here: a local store needs no check.)
     """
     import requests
 
     try:
-        requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
-                     timeout=timeout)
+        response = requests.get(f"{uri.rstrip('/')}{PROBE}", params={"max_results": 1}, timeout=timeout)
     except requests.RequestException as error:
-        return type(error).__name__
+        return (f"is unreachable ({type(error).__name__}): start it, fix tracking.uri or MLFLOW_TRACKING_URI, "
+                "or run with tracking.enabled=false")
+    if response.status_code in (401, 403):
+        return (f"refused access (HTTP {response.status_code}): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or run with tracking.enabled=false")
+    if response.status_code >= 500:
+        return (f"answers with errors (HTTP {response.status_code} to {PROBE}): check the server's log, "
+                "or run with tracking.enabled=false")
+    if not (response.ok and response.headers.get("content-type", "").startswith("application/json")):
+        return (f"is not an MLflow tracking server (HTTP {response.status_code} to {PROBE}): point tracking.uri "
+                "or MLFLOW_TRACKING_URI at one (`mlflow server`, e.g. http://host:5000), or run with "
+                "tracking.enabled=false")
     return None
 
 
 def check_reachable(uri: str) -> None:
-    if is_http(uri) and (reason := server_error(uri)):
-        raise UserError(
-            f"tracking server {uri} is unreachable ({reason}): start it, fix tracking.uri or MLFLOW_TRACKING_URI, "
-            "or run with tracking.enabled=false"
-        )
+    if is_http(uri) and (problem := server_error(uri)):
+        raise UserError(f"tracking server {masked_text(uri)} {problem}")
 
 
 def experiment_name(configured: str | None, dataset: str) -> str:

@@ -24,6 +24,7 @@ from sweeplab.ranking import best_first, cell
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import ExportRecord, SweepSpec
 from sweeplab.tracking.logged_model import log_export_to_run
+from sweeplab.tracking.masking import masked_tags, masked_text
 from sweeplab.tracking.metadata import git_state
 from sweeplab.tracking.session import sweep_parents
 from sweeplab.vocabulary import (
@@ -57,7 +58,7 @@ def start_sweep(spec: SweepSpec) -> str:
     """The sweep's parent run: a new one, or the one an earlier run of this sweep dir started."""
     store = client(spec.uri)
     experiment_id = ensure_experiment(store, spec.experiment)
-    tags = {**spec.tags, **git_state(Path(spec.code_dir))}
+    tags = {**masked_tags(spec.tags), **git_state(Path(spec.code_dir))}
     parent_id = resumed_parent(store, experiment_id, spec.sweep_dir) or store.create_run(
         experiment_id, run_name=f"sweep {Path(spec.sweep_dir).name}", tags=tags
     ).info.run_id
@@ -80,7 +81,8 @@ def refresh_summary(uri: str, parent_id: str) -> list[Run]:
     try:
         return log_sweep_summary(client(uri), parent_id)
     except DELIVERY_ERRORS as error:
-        print(f"warning: could not update the sweep summary of MLflow run {parent_id}: {error}", file=sys.stderr)
+        print(f"warning: could not update the sweep summary of MLflow run {parent_id}: {masked_text(str(error))}",
+              file=sys.stderr)
         return []
 
 
@@ -94,7 +96,7 @@ def end_sweep(uri: str, parent_id: str, tags: dict[str, str]) -> None:
             store.set_tag(parent_id, key, value)
         store.set_terminated(parent_id, status)
     except DELIVERY_ERRORS as error:
-        print(f"warning: could not end MLflow sweep run {parent_id}: {error}", file=sys.stderr)
+        print(f"warning: could not end MLflow sweep run {parent_id}: {masked_text(str(error))}", file=sys.stderr)
 
 
 def log_best_export(uri: str, parent_id: str, run_dir: str, record: ExportRecord) -> None:
