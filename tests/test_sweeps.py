@@ -129,18 +129,22 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> None:
-    """Hydra 1.3 skips the callbacks' end when a sweep raises: sweeplab ends it all the same."""
+    """Hydra 1.3 skips the callbacks' end when a sweep raises: sweeplab ends it all the same, and counts and
+    names the jobs it never reached."""
     sweep_dir = tmp_path / "sweep"
-    command = ["-m", "optimizer.lr=0.01,0.003", "trainer.epochs=30", f"hydra.sweep.dir={sweep_dir}"]
+    command = ["-m", "optimizer.lr=0.01,0.003,0.001,0.0003", "trainer.epochs=30", f"hydra.sweep.dir={sweep_dir}"]
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *command, "trainer.progress=false", *QUICK],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
     kill_when(process, sweep_dir / "1" / "checkpoints" / "last.pt", sig=signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0 and "sweep: best val/acc marked *" in stdout
-    assert "1 of 2 jobs did not finish" in stderr and "KILLED" in stdout
+    assert (f"error: 3 of 4 jobs did not finish: 1 stopped (reasons in the table) and 2 never started (jobs 2, 3); "
+            f"re-run the same command with hydra.sweep.dir={sweep_dir} to run only those") in stderr
+    table = stdout[stdout.index("sweep: best val/acc marked *"):]
+    assert "KILLED" in table and table.count("NOT_STARTED") == 2 and "0.001" in table and "0.0003" in table
     jobs = results(sweep_dir)
-    assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "KILLED"
+    assert jobs[0]["status"] == "FINISHED" and jobs[1]["status"] == "KILLED" and set(jobs) == {0, 1}
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "KILLED" and children[1].info.status == "KILLED"
 

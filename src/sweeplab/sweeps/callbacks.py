@@ -24,14 +24,16 @@ from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.ending import ended, started
-from sweeplab.sweeps.preflight import check_sweep, sweep_overrides
+from sweeplab.sweeps.preflight import check_sweep, planned_jobs, sweep_overrides
 from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
 from sweeplab.tracking.handle import SweepSpec
+from sweeplab.tracking.masking import masked_text
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.vocabulary import (
     EXPORT_DIR,
     EXPORTED_JOB_TAG,
+    NOT_STARTED,
     OPTIMIZED_TAG,
     OPTUNA_SWEEPER,
     OVERRIDES_TAG,
@@ -61,16 +63,32 @@ class SweepGuard(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         results = sweep_results(sweep_dir)
-        if results:
-            print_sweep_table(results, sweep_dir)
+        if not results:  # no job started (a check at the start failed): nothing to tell
+            return
+        results += never_started(config, results)
+        print_sweep_table(results, sweep_dir)
         unfinished = [r for r in results if r.status not in ENDED]
         if unfinished:
-            print(
-                f"error: {len(unfinished)} of {len(results)} jobs did not finish (reasons in the table): re-run "
-                f"the same command with hydra.sweep.dir={sweep_dir} to retry only those",
-                file=sys.stderr,
-            )
+            print(unfinished_line(unfinished, len(results), sweep_dir), file=sys.stderr)
             sys.exit(1)
+
+
+def never_started(config: DictConfig, results: list[JobResult]) -> list[JobResult]:
+    """A grid's jobs that left no result.json: those an interrupted sweep never reached, for the table to name."""
+    ran = {result.job for result in results}
+    metric = selected_metric(config.optimized_metric, config.trainer.ema_for_best)
+    return [JobResult(NOT_STARTED, overrides, metric, job=number)
+            for number, overrides in enumerate(planned_jobs(config) or []) if number not in ran]
+
+
+def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path) -> str:
+    """`3 of 4 jobs did not finish: 1 stopped (...) and 2 never started (jobs 2, 3)`, and how to run them."""
+    missing = [str(result.job) for result in unfinished if result.status == NOT_STARTED]
+    stopped = len(unfinished) - len(missing)
+    parts = [f"{stopped} stopped (reasons in the table)"] if stopped else []
+    parts += [f"{len(missing)} never started (jobs {', '.join(missing)})"] if missing else []
+    return (f"error: {len(unfinished)} of {jobs} jobs did not finish: {' and '.join(parts)}; re-run the same "
+            f"command with hydra.sweep.dir={sweep_dir} to run only those")
 
 
 class SweepRecord(Callback):
@@ -96,12 +114,13 @@ class SweepRecord(Callback):
         return self.parent_id
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.tracking.enabled:  # checked before the recorder starts: a wrong server is said in a second
+            self.uri = resolve_uri(config.tracking.uri)
+            exit_on_user_error(check_reachable)(self.uri)
         recorder = job_recorder(config, current_hydra_job())
         if not config.tracking.enabled:
             return
         started(self, config)
-        self.uri = resolve_uri(config.tracking.uri)
-        exit_on_user_error(check_reachable)(self.uri)
         sweep_dir = str(Path(config.hydra.sweep.dir).resolve())
         tags = {
             SWEEP_DIR_TAG: sweep_dir,
@@ -113,7 +132,7 @@ class SweepRecord(Callback):
         self.starting = recorder.submit(f"{SWEEP}:start_sweep", SweepSpec(self.uri, experiment, sweep_dir, tags))
         if config.hydra.launcher._target_ != BASIC_LAUNCHER:
             os.environ[PARENT_RUN_ENV] = self.parent()
-            print(f"MLflow sweep run {self.parent()} in {self.uri}", file=sys.stderr)
+            print(f"MLflow sweep run {self.parent()} in {masked_text(self.uri)}", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Wherever the job ran (this process, or a joblib/submitit worker), its parent's summary is refreshed."""
@@ -128,7 +147,7 @@ class SweepRecord(Callback):
         ended(self)
         recorder = for_this_process(False)
         for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
-            log.error(f"recording failed: {typed_line(error)}", exc_info=error)
+            log.error(f"recording failed: {masked_text(typed_line(error))}", exc_info=error)
         parent_id = self.parent()
         tags = {}
         best = best_result(sweep_results(Path(config.hydra.sweep.dir)))
@@ -142,7 +161,7 @@ class SweepRecord(Callback):
                                 config.hydra.sweeper.storage, config.hydra.sweeper.study_name)
             recorder.submit(f"{SWEEP}:end_sweep", self.uri, parent_id, tags)
             recorder.wait()
-            print(f"MLflow sweep run {parent_id} in {self.uri}", file=sys.stderr)
+            print(f"MLflow sweep run {parent_id} in {masked_text(self.uri)}", file=sys.stderr)
             self.parent_id = None
 
 

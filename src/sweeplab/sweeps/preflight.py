@@ -74,13 +74,22 @@ def with_value(base: DictConfig, key: str, value: str) -> DictConfig | None:
 def check_resumed_jobs(config: DictConfig) -> None:
     """A grid re-run in an existing sweep dir must be the same grid: job N goes to the dir of job N."""
     sweep_dir = Path(config.hydra.sweep.dir)
-    if config.hydra.sweeper._target_ != BASIC_SWEEPER or not sweep_dir.is_dir():
+    jobs = planned_jobs(config)
+    if jobs is None or not sweep_dir.is_dir():
         return
-    (jobs,) = BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)
     for number, overrides in enumerate(jobs):
         previous = read_result(sweep_dir / str(number))
         if previous:
             check_same_job(previous, overrides, sweep_dir / str(number))
+
+
+def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, by job number, for a grid (Hydra's basic sweeper); None for a sweeper that picks
+    its jobs as it goes (an Optuna search)."""
+    if config.hydra.sweeper._target_ != BASIC_SWEEPER:
+        return None
+    (jobs,) = BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)
+    return jobs
 
 
 def sweep_overrides(config: DictConfig) -> list[Override]:
