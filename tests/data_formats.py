@@ -8,8 +8,10 @@ end-to-end tests check that training actually trains.
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +134,18 @@ def write_label_files(
                 Image.fromarray(pixels.transpose(1, 2, 0)).save(images / f"{stem}.{'png' if i % 2 else 'jpg'}")
                 (labels / f"{stem}.txt").write_text(f"{name}\n")
     return root
+
+
+def write_png_claiming_size(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims `width` x `height` pixels: what PIL's decompression-bomb check reads, without
+    the memory a real bomb takes to make or to open."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    png = bytearray(buffer.getvalue())
+    png[16:24] = struct.pack(">II", width, height)  # IHDR's data: after the signature, the chunk's length and type
+    png[29:33] = struct.pack(">I", zlib.crc32(png[12:29]))  # the chunk's CRC covers its type and data
+    path.write_bytes(bytes(png))
+    return path
 
 
 def _pickle(obj: object, path: Path) -> None:

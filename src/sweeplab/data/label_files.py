@@ -4,7 +4,8 @@
 each one's class name, as text: the class is what the label file says, not the folder's `<x>`. Classes
 are sorted by name and indexed once, from train/, for every split. train/ is required; val/ and test/
 are read when present, else carved from train/ as `load_image_folder` carves them. Images and label
-files that do not pair up stop the run with one line naming the file.
+files that do not pair up stop the run with one line naming the file; unreadable images are skipped or
+refused as in image folders (sweeplab.data.sources.readable_samples).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 from torch.utils.data import Dataset
 
-from sweeplab.data.sources import Splits, carve_splits, checked_size, folder_decoder, read_rgb
+from sweeplab.data.sources import Splits, carve_splits, checked_size, folder_decoder, read_rgb, readable_samples
 from sweeplab.errors import UserError, first_line
 
 IMAGES, LABELS = "_image", "_label"
@@ -66,9 +67,12 @@ def load_label_files(
 
     def given(split: str) -> LabelledImages | None:
         folder = root / split
-        return LabelledImages(indexed(read_split(folder), classes, root), decode, folder) if folder.is_dir() else None
+        if not folder.is_dir():
+            return None
+        return LabelledImages(readable_samples(indexed(read_split(folder), classes, root), classes, folder), decode,
+                              folder)
 
-    train_samples = indexed(labelled, classes, root)
+    train_samples = readable_samples(indexed(labelled, classes, root), classes, root / "train")
     augmented = v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode
     train = LabelledImages(train_samples, augmented, root / "train")
     plain = LabelledImages(train_samples, decode, root / "train") if policy != "none" else train  # for carved splits

@@ -12,11 +12,14 @@ named by `dataset.source._target_` in the config, so adding a data set adds no r
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import importlib.util
+import logging
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -28,6 +31,11 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from sweeplab.data.digest import split_digest
 from sweeplab.errors import UserError, first_line
+
+log = logging.getLogger(__name__)
+# A folder with more unreadable images than this share is refused (a broken copy, the wrong folder); fewer are skipped.
+MOST_UNREADABLE = 0.1
+LISTED = 3  # unreadable files named in the one line about them
 
 NO_TEST_SPLIT = ("dataset.val_split=test needs a test split and this data set has none: set dataset.test_fraction "
                  "(or add a test/ folder), or keep dataset.val_split=train")
@@ -161,20 +169,29 @@ def load_image_folder(
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
     decode = folder_decoder(checked_size(image_size, crop_size), crop_size)
 
-    def folder(split: str, transform=decode) -> ImageFolder | None:
+    def folder(split: str) -> ImageFolder | None:
         if split != "train" and not (root / split).is_dir():
             return None
         try:
-            found = ImageFolder(str(root / split), transform=transform, loader=read_rgb)
+            found = ImageFolder(str(root / split), transform=decode, loader=read_rgb)
         except FileNotFoundError as error:
             raise UserError(f"{error}: {layout}") from None
         if split != "train" and found.classes != train.classes:
             raise UserError(f"{root}/{split} has classes {found.classes} but {root}/train has {train.classes}: "
                             "make them match")
+        found.samples = found.imgs = readable_samples(found.samples, found.classes, root / split)
+        found.targets = [label for _, label in found.samples]
         return found
 
-    train = folder("train", v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode)
-    plain = folder("train") if policy != "none" else train  # what carved val/test images are read through
+    train = folder("train")
+    if len(train.classes) < 2:
+        count = f"{len(train)} image{'' if len(train) == 1 else 's'}"
+        raise UserError(f"{root}/train holds one class folder ({train.classes[0]}/, {count}) and a classifier "
+                        "needs at least two: add a folder of images for each other class beside it")
+    plain = train  # what carved val/test images are read through
+    if policy != "none":
+        train = copy.copy(plain)  # the same checked files, decoded with the policy as well (DatasetFolder.transform)
+        train.transform = v2.Compose([decode, policy_transform(policy)])
     return carve_splits(train, plain, folder("val"), folder("test"), train.classes, split_seed, val_fraction,
                         test_fraction, val_split)
 
@@ -226,6 +243,42 @@ def read_rgb(path: str):
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise UserError(f"{path} is not a readable image ({error}): remove or replace it") from None
+
+
+def readable_samples(samples: list[tuple[str, int]], classes: list[str], folder: Path) -> list[tuple[str, int]]:
+    """`samples` without the files PIL cannot open as an image of a safe size.
+
+    A few such files (one corrupt download in thousands) are skipped with one warning naming them,
+    so that a long run does not stop on them mid-epoch; more than MOST_UNREADABLE of them, or a class
+    left without images, stop the run: that is a broken copy or the wrong folder, not bad luck.
+    """
+    problems = {path: problem for path, _ in samples if (problem := image_problem(path))}
+    if not problems:
+        return samples
+    kept = [(path, label) for path, label in samples if path not in problems]
+    named = "; ".join(f"{path} ({problem})" for path, problem in list(problems.items())[:LISTED])
+    more = f"; and {len(problems) - LISTED} more" if len(problems) > LISTED else ""
+    count = f"{len(problems)} unreadable image{'s' if len(problems) > 1 else ''} of the {len(samples)} in {folder}"
+    emptied = set(range(len(classes))) - {label for _, label in kept}
+    if len(problems) > MOST_UNREADABLE * len(samples) or emptied:
+        raise UserError(f"{count}: {named}{more}: replace or remove the files named (a run skips unreadable images "
+                        f"only while they are at most {MOST_UNREADABLE:.0%} of a folder and every class keeps some)")
+    log.warning(f"skipping {count}: {named}{more}; replace or remove the files named to train on every image")
+    return kept
+
+
+def image_problem(path: str) -> str | None:
+    """Why PIL cannot open `path` as an image, or refuses its size as a decompression bomb; None if it can.
+
+    Only the header is read (about 0.2 ms a file): decoding every image up front would cost an epoch.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL's "maybe a bomb" is one here
+            with Image.open(path):
+                return None
+    except (OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        return first_line(error)
 
 
 def seeded_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
