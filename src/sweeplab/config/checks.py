@@ -12,6 +12,23 @@ POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 VAL_SPLITS = ("train", "test")
 
+# Values torch takes with a traceback, or takes and then diverges or divides by zero on, by key: (within range,
+# the requirement). Checked only where the chosen optimizer or scheduler has the key.
+OPTIMIZER_RANGES = {
+    "weight_decay": (lambda value: value >= 0, "must be >= 0 (0 turns it off)"),
+    "momentum": (lambda value: 0 <= value < 1, "must be in [0, 1) (0 turns it off)"),
+    "alpha": (lambda value: 0 <= value < 1, "must be in [0, 1) (RMSprop's smoothing of squared gradients)"),
+    "betas": (lambda value: len(value) == 2 and all(0 <= beta < 1 for beta in value),
+              "must be two values in [0, 1), e.g. [0.9,0.999]"),
+}
+SCHEDULER_RANGES = {
+    "warmup_epochs": (lambda value: value >= 0, "must be >= 0 (0: no warm-up)"),
+    "step_epochs": (lambda value: value >= 1, "must be >= 1 (the epochs between two decays)"),
+    "gamma": (lambda value: 0 < value <= 1, "must be in (0, 1] (what each decay multiplies the learning rate by)"),
+    "min_lr": (lambda value: value >= 0, "must be >= 0"),
+    "pct_start": (lambda value: 0 < value < 1, "must be in (0, 1) (the share of the run spent warming up)"),
+}
+
 
 def check_ranges(cfg: DictConfig) -> None:
     """Fail before any compute on required keys left unset and well-typed but meaningless values."""
@@ -37,6 +54,13 @@ def check_ranges(cfg: DictConfig) -> None:
         ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]
     rules += augment_rules(cfg.dataset.augment) + trainer_rules(cfg.trainer)
+    rules += present_rules("optimizer", cfg.optimizer, OPTIMIZER_RANGES)
+    rules += present_rules("scheduler", cfg.scheduler, SCHEDULER_RANGES)
+    if cfg.optimizer.get("nesterov"):
+        rules.append(("optimizer.momentum", cfg.optimizer.momentum > 0, "must be > 0 with optimizer.nesterov=true"))
+    if "min_lr" in cfg.scheduler:
+        rules.append(("scheduler.min_lr", cfg.scheduler.min_lr <= cfg.optimizer.lr,
+                      f"must be at most optimizer.lr={cfg.optimizer.lr} (the schedule decays to it)"))
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
     if cfg.trainer.ema_for_best and cfg.optimized_metric.startswith("train/"):
@@ -46,6 +70,11 @@ def check_ranges(cfg: DictConfig) -> None:
         if not ok:
             value = OmegaConf.select(cfg, key)
             raise UserError(f"{key}={value} is invalid: it {requirement}; override it, e.g. `{key}=...`")
+
+
+def present_rules(group: str, node: DictConfig, ranges: dict) -> list[tuple[str, bool, str]]:
+    return [(f"{group}.{key}", within(node[key]), requirement)
+            for key, (within, requirement) in ranges.items() if key in node]
 
 
 def augment_rules(augment: DictConfig) -> list[tuple[str, bool, str]]:
@@ -64,7 +93,8 @@ def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
     rules = [
         ("trainer.overfit_batches", trainer.overfit_batches >= 0, "must be >= 0 (0 turns it off)"),
         ("trainer.profile_steps", trainer.profile_steps >= 0, "must be >= 0 (0 turns it off)"),
-        ("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps >= 0, "must be >= 0 (0: epoch ends only)"),
+        ("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps >= 0,
+         "must be >= 0 (0: epoch ends only)"),
         ("trainer.keep_checkpoints", trainer.keep_checkpoints in KEPT_CHECKPOINTS,
          f"must be one of {', '.join(KEPT_CHECKPOINTS)}"),
         ("trainer.log_every_n_steps", not trainer.profile_steps or trainer.log_every_n_steps == 1,
