@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sweeplab.atomic import write_text_atomically
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 from sweeplab.ranking import best_first
 from sweeplab.vocabulary import FINISHED, PRUNED, RESULT_FILE
 
@@ -53,8 +53,16 @@ def write_result(run_dir: str, result: JobResult) -> None:
 
 
 def read_result(run_dir: Path) -> JobResult | None:
+    """The job's recorded outcome; a damaged file is refused rather than guessed at: resuming it could train
+    the wrong job in this dir, starting over would overwrite its checkpoints."""
     path = run_dir / RESULT_FILE
-    return JobResult(**json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return JobResult(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:  # not JSON (or not UTF-8), or not a result's fields
+        raise UserError(f"{path} is damaged ({first_line(error)}): restore it, or delete it to run this job again "
+                        "from the start (which overwrites its checkpoints)") from None
 
 
 def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path) -> None:

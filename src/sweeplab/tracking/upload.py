@@ -13,14 +13,14 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from sweeplab.errors import UserError, exit_on_user_error
+from sweeplab.errors import UserError, exit_on_user_error, first_line
 from sweeplab.vocabulary import MAX_METRICS_PER_BATCH
+
+PENDING_KEYS = {"tracking_uri", "run_id", "metrics", "artifacts", "tags", "status"}
 
 
 def upload(path: Path) -> str:
-    if not path.is_file():
-        raise UserError(f"no pending-upload file at {path}: pass the mlflow_pending.json a run wrote")
-    pending = json.loads(path.read_text())
+    pending = read_pending(path)
     client = MlflowClient(pending["tracking_uri"])
     run_id = pending["run_id"]
     metrics = [Metric(*row) for row in pending["metrics"]]
@@ -33,6 +33,22 @@ def upload(path: Path) -> str:
     client.set_terminated(run_id, pending["status"])
     path.unlink()
     return run_id
+
+
+def read_pending(path: Path) -> dict:
+    """The file's contents, checked before anything is sent: a damaged file is kept, never half uploaded."""
+    if not path.is_file():
+        raise UserError(f"no pending-upload file at {path}: pass the mlflow_pending.json a run wrote")
+    try:
+        pending = json.loads(path.read_text())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise UserError(f"{path} is damaged ({first_line(error)}): restore it from a copy; the run's own files beside "
+                        "it are untouched") from None
+    missing = PENDING_KEYS - pending.keys() if isinstance(pending, dict) else PENDING_KEYS
+    if missing:
+        raise UserError(f"{path} is not a pending upload sweeplab wrote (no {', '.join(sorted(missing))}): pass the "
+                        "mlflow_pending.json a run wrote")
+    return pending
 
 
 @exit_on_user_error
