@@ -8,6 +8,7 @@ import hashlib
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -28,6 +29,7 @@ from sweeplab.vocabulary import (
     OPTIMIZED_TAG,
     OVERRIDES_TAG,
     PARENT_TAG,
+    SWEEP_DIR_TAG,
     SWEPT_TAG,
     TEST_ACC,
     VAL_ACC,
@@ -48,19 +50,36 @@ def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, f
             raise UserError(f"no experiment named {experiment!r}: `sweeplab compare` without --experiment lists all")
     ids = [e.experiment_id for e in experiments]
     filters = [filter_] if filter_ else []
-    if sweep == "latest":
-        parents = client.search_runs(ids, f"tags.`{SWEPT_TAG}` != ''", max_results=1, order_by=["start_time DESC"])
-        if not parents:
-            raise UserError("no sweep recorded yet: run one with `python train.py -m ...`")
-        sweep = parents[0].info.run_id
     if sweep:
-        sweep = run_id_of(client, sweep)
-        filters.append(f"tags.`{PARENT_TAG}` = '{sweep}'")
+        filters.append(f"tags.`{PARENT_TAG}` = '{sweep_parent(client, ids, sweep)}'")
     try:
         runs = client.search_runs(ids, " and ".join(filters), max_results=limit)
     except MlflowException as error:
         raise UserError(f"bad --filter {filter_!r}: {error.message.splitlines()[0]}") from None
     return [r for r in runs if r.data.params]
+
+
+def sweep_parent(client: MlflowClient, experiment_ids: list[str], sweep: str) -> str:
+    """The parent run a user means by --sweep: `latest`, a sweep dir, or a parent run's id or prefix."""
+    if sweep == "latest" or Path(sweep).is_dir():
+        in_dir = "" if sweep == "latest" else f" and tags.`{SWEEP_DIR_TAG}` = '{Path(sweep).resolve()}'"
+        parents = client.search_runs(experiment_ids, f"tags.`{SWEPT_TAG}` != ''{in_dir}", max_results=1,
+                                     order_by=["start_time DESC"])
+        if not parents:
+            where = "yet" if sweep == "latest" else f"from {Path(sweep).resolve()} in {client.tracking_uri}"
+            raise UserError(f"no sweep recorded {where}: run one with `python train.py -m ...` (tracked), or check "
+                            "--uri")
+        return parents[0].info.run_id
+    run_id = run_id_of(client, sweep)
+    try:
+        tags = client.get_run(run_id).data.tags
+    except MlflowException:
+        raise UserError(f"no run {run_id} in {client.tracking_uri}: check the id or --uri") from None
+    if SWEPT_TAG not in tags:
+        job_of = f" (it is a job of sweep {tags[PARENT_TAG][:SHORT_ID]}: pass that)" if PARENT_TAG in tags else ""
+        raise UserError(f"run {run_id} is not a sweep's parent run{job_of}: --sweep takes a sweep's parent run id, its "
+                        "sweep dir, or latest")
+    return run_id
 
 
 @dataclass

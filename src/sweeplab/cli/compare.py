@@ -1,7 +1,7 @@
 """`sweeplab compare`: runs side by side in the terminal, showing only the params that differ.
 
-Pick the runs by experiment, by sweep (its parent run id, a prefix of it, or `latest`) or by an MLflow
-filter; rows are sorted by the optimized metric. `--aggregate seed` folds runs that differ only in their
+Pick the runs by experiment, by sweep (its parent run id, a prefix of it, its sweep dir, or `latest`) or by an
+MLflow filter; rows are sorted by the optimized metric. `--aggregate seed` folds runs that differ only in their
 seed into one row per configuration (runs, failed runs, mean ± std). `--csv`/`--json` print the same rows
 for scripts, and `--command RUN` prints the exact command that reproduces a run (or a sweep).
 """
@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--uri", help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--experiment", "-e", help="experiment name (default: every experiment)")
-    scope.add_argument("--sweep", "-s", help="a sweep's parent run id (or its first 8 characters), or `latest`")
+    scope.add_argument("--sweep", "-s", help="a sweep's parent run id (or its first 8 characters), its sweep dir "
+                       "(multirun/...), or `latest`")
     parser.add_argument("--filter", "-f", default="", help="MLflow filter, e.g. \"params.`model.name` = 'cnn'\"")
     parser.add_argument("--metrics", "-m", help=f"comma-separated metrics (default: {','.join(COMPARED)})")
     parser.add_argument("--limit", type=int, default=200, help="most runs to show")
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     from sweeplab.compare import aggregated, comparison, find_runs, print_aggregation, print_table, reproduce_command
 
+    if args.limit < 1:
+        raise UserError(f"--limit {args.limit} is invalid: show at least 1 run")
     uri = resolve_uri(args.uri)
     check_reachable(uri)
     client = MlflowClient(uri)

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from sweeplab.checkpoint import checkpoint_in
 from sweeplab.errors import UserError
 from sweeplab.tracking.store import check_reachable, resolve_uri
-from sweeplab.vocabulary import CHECKPOINTS_DIR, RUN_DIR_TAG
+from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
@@ -58,10 +58,19 @@ def find_checkpoint(target: str, tracking_uri: str | None = None) -> RunTarget:
     if path.is_file():
         return RunTarget(path)
     if path.is_dir():
+        check_not_a_sweep(path)
         return RunTarget(checkpoint_in(path))
     if RUN_ID_PREFIX.fullmatch(target) or RUN_ID.fullmatch(target):
         return mlflow_run_checkpoint(target, tracking_uri)
     raise UserError(f"{target} is neither a checkpoint file, a run dir nor an MLflow run id: check it")
+
+
+def check_not_a_sweep(folder: Path) -> None:
+    """A sweep dir holds its jobs' run dirs: say which to pass rather than that it has no checkpoint."""
+    jobs = sorted(best.parents[1] for best in folder.glob(f"*/{CHECKPOINTS_DIR}/{BEST_CHECKPOINT}"))
+    if jobs and not (folder / CHECKPOINTS_DIR).is_dir():
+        raise UserError(f"{folder} is a sweep dir, not a run: pass one of its {len(jobs)} jobs' run dirs, e.g. "
+                        f"{jobs[0]} (its table, or `sweeplab compare --sweep {folder}`, shows the best)")
 
 
 def mlflow_run_checkpoint(text: str, tracking_uri: str | None) -> RunTarget:
