@@ -364,3 +364,32 @@ def test_a_run_from_before_the_test_split_still_loads_its_data() -> None:
                                        "val_fraction": 0.2}})
     splits = load_splits(old)
     assert (len(splits.train), len(splits.val), splits.test) == (1438, 359, None)
+
+
+class RandomlyAugmented(torch.utils.data.Dataset):
+    """Each image drawn from torch's global RNG, as torchvision's random transforms draw in a DataLoader worker."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int):
+        return torch.randint(0, 255, (1, 2, 2), dtype=torch.uint8), index
+
+
+def epochs_of(batches, count: int, start: int = 0) -> list[list[torch.Tensor]]:
+    first = [torch.cat([torch.flatten(images) for images, _ in batches.batches_from(start)])]
+    return first + [torch.cat([torch.flatten(images) for images, _ in batches]) for _ in range(count - 1)]
+
+
+def test_folder_batches_draw_the_same_order_and_augmentation_whatever_the_workers_and_resume() -> None:
+    """Each image's random transform is seeded from the order's generator, not from the worker it lands on."""
+    in_process = LoaderBatches(RandomlyAugmented(), 4, True, CPU, seed=0, workers=0)
+    state = in_process.state_dict()
+    expected = epochs_of(in_process, 2)
+    assert not torch.equal(expected[0], expected[1]), "every epoch draws anew"
+    in_workers = LoaderBatches(RandomlyAugmented(), 4, True, CPU, seed=0, workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(epochs_of(in_workers, 2), expected, strict=True))
+    resumed = LoaderBatches(RandomlyAugmented(), 4, True, CPU, seed=0, workers=2)
+    resumed.load_state_dict(state)
+    from_second_batch = epochs_of(resumed, 2, start=1)  # 4 images of 2x2 a batch
+    assert torch.equal(from_second_batch[0], expected[0][16:]) and torch.equal(from_second_batch[1], expected[1])

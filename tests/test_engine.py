@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.checkpoint import load_checkpoint, load_state_file, save_checkpoint
 from sweeplab.config.schema import AugmentConfig, MLPConfig
 from sweeplab.console import ProgressBar, print_summary
+from sweeplab.data import augmentation_policies
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import TensorBatches
 from sweeplab.device import autocast, grad_scaler, resolve_device
@@ -39,9 +41,12 @@ def learnable(n: int, seed: int) -> TensorDataset:
     return TensorDataset(torch.from_numpy(class_images(labels, 1, 8, rng)), torch.from_numpy(labels))
 
 
-def make_trainer(epochs: int = 3, lr: float = 1e-2, callbacks: list[Callback] | None = None, **options) -> Trainer:
+def make_trainer(epochs: int = 3, lr: float = 1e-2, callbacks: list[Callback] | None = None,
+                 augment: AugmentConfig | None = None, dropout: float = 0.0, **options) -> Trainer:
     torch.manual_seed(0)
     model = build_model(OmegaConf.structured(MLPConfig(hidden=[32])), (1, 8, 8), CLASSES)
+    if dropout:
+        model = torch.nn.Sequential(torch.nn.Dropout(dropout), model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     train = TensorBatches(learnable(128, 0), 16, True, CPU, seed=0)
     return Trainer(
@@ -50,7 +55,7 @@ def make_trainer(epochs: int = 3, lr: float = 1e-2, callbacks: list[Callback] | 
         scheduler=torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
         train_batches=train,
         val_batches=TensorBatches(learnable(64, 1), 32, False, CPU, seed=0),
-        preprocess=BatchPreprocess([0.3], [0.3], AugmentConfig()),
+        preprocess=BatchPreprocess([0.3], [0.3], augment or AugmentConfig()),
         device=CPU,
         epochs=epochs,
         callbacks=callbacks or [],
@@ -233,6 +238,43 @@ def test_every_schedule_state_survives_weights_only_load(tmp_path: Path, compose
     trainer.fit()
     save_checkpoint(trainer.state_dict(), tmp_path / LAST)
     assert load_state_file(tmp_path / LAST)["scheduler"] == trainer.scheduler.state_dict()
+
+
+class KillAt(Callback):
+    """Stops training dead after optimizer step `step`, as a SIGKILL would (after the checkpoints before it)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        if trainer.step == self.step:
+            raise SystemExit("killed")
+
+
+@pytest.mark.parametrize("killed_at", [13, 17], ids=["inside an epoch", "after an epoch's checkpoint"])
+def test_a_resumed_run_matches_the_uninterrupted_one_bit_for_bit(tmp_path: Path, killed_at: int) -> None:
+    """Random crops, flips, dropout and MixUp draw from torch's RNG; the batch order from its own generator.
+
+    Checkpoints every 5 steps and at epoch ends (8 steps): killed at step 13 it resumes from step 10,
+    inside epoch 2; killed at 17, from epoch 2's end (step 16).
+    """
+    augment = AugmentConfig(random_crop_padding=1, hflip=True, mixup_alpha=0.4)
+    recipe = {"augment": augment, "dropout": 0.2, "mix": augmentation_policies(augment, CLASSES).mix}
+    uninterrupted = make_trainer(epochs=3, **recipe).fit()
+
+    tracker = BestTracker("val/acc", "max")
+    checkpointer = Checkpointer(tmp_path, tracker, {}, every_n_steps=5)
+    with pytest.raises(SystemExit):
+        make_trainer(epochs=3, callbacks=[tracker, checkpointer, KillAt(killed_at)], **recipe).fit()
+    resumed = make_trainer(epochs=3, **recipe)
+    resumed.load_state_dict(load_state_file(tmp_path / LAST))
+    assert resumed.step == (10 if killed_at == 13 else 16)
+    timing = {"seconds", "images_per_second"}
+    assert [without(m, timing) for m in resumed.fit()] == [without(m, timing) for m in uninterrupted]
+
+
+def without(metrics: EpochMetrics, keys: set[str]) -> dict:
+    return {key: value for key, value in asdict(metrics).items() if key not in keys}
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:

@@ -32,12 +32,20 @@ class BestTracker(Callback):
 
 
 class Checkpointer(Callback):
-    """Writes last.pt every epoch and best.pt whenever the optimized metric improves."""
+    """Writes last.pt every epoch (and every `every_n_steps` steps inside one, if set) and best.pt whenever the
+    optimized metric improves."""
 
-    def __init__(self, folder: Path, tracker: BestTracker, metadata: dict[str, Any]):
+    def __init__(self, folder: Path, tracker: BestTracker, metadata: dict[str, Any], every_n_steps: int = 0):
         self.folder = folder
         self.tracker = tracker
-        self.metadata = metadata  # config, classes, input description: what later tools need
+        self.metadata = metadata  # config, classes, input description, threads: what later tools need
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        inside_epoch = trainer.current is not None and trainer.current.batches < trainer.steps_per_epoch
+        if self.every_n_steps and trainer.step % self.every_n_steps == 0 and inside_epoch:
+            last = trainer.history[-1].as_dict() if trainer.history else {}
+            save_checkpoint({**trainer.state_dict(), **self.metadata, "metrics": last}, self.folder / LAST_CHECKPOINT)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict()}

@@ -3,6 +3,8 @@
 It knows nothing of Hydra, MLflow or the terminal: everything that watches training (progress
 bars, checkpoints, early stopping, tracking) is a `Callback`. Metrics are accumulated on the
 device and read back only at logging steps and epoch ends, so the GPU is never stalled per batch.
+`state_dict()` holds everything, random states and the epoch so far included, to continue from any
+step as if training had never stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from sweeplab.device import autocast, grad_scaler
+from sweeplab.rng import restore_rng_states, rng_states
 from sweeplab.vocabulary import (
     EPOCH_SECONDS,
     IMAGES_PER_SECOND,
@@ -64,7 +67,11 @@ class Callback:
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
 
-    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None: ...
+    def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
+        """Every trainer.log_every_n_steps steps, with the step's loss (read from the device then)."""
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        """After every optimizer step; nothing is read from the device for it."""
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool | None: ...
 
@@ -91,6 +98,7 @@ class Trainer:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     history: list[EpochMetrics] = field(default_factory=list)
+    current: EpochSoFar | None = None  # the epoch being trained; None between epochs
 
     def __post_init__(self) -> None:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
@@ -116,25 +124,31 @@ class Trainer:
 
     def run_epoch(self) -> EpochMetrics:
         started = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
-        train_loss, train_acc, images = self.train_epoch()
+        current = self.current = self.current or self.start_epoch()
+        images_before = current.totals.count  # a run resumed mid-epoch times only what it trains itself
+        train_loss, train_acc = self.train_epoch(current)
+        self.current = None
         val_loss, val_acc = self.evaluate(self.val_batches)
         ema_loss, ema_acc = self.evaluate(self.val_batches, self.ema.module) if self.ema else (None, None)
         self.epoch += 1
         seconds = time.perf_counter() - started
-        return EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images / seconds,
-                            ema_loss, ema_acc)
+        return EpochMetrics(self.epoch, train_loss, train_acc, val_loss, val_acc, current.lr, seconds,
+                            (current.totals.count - images_before) / seconds, ema_loss, ema_acc)
 
-    def train_epoch(self) -> tuple[float, float, int]:
+    def start_epoch(self) -> EpochSoFar:
+        """Before the epoch draws its batch order: that order's state is what a mid-epoch checkpoint saves."""
+        return EpochSoFar(self.train_batches.state_dict(), self.optimizer.param_groups[0]["lr"], _Totals(self.device))
+
+    def train_epoch(self, current: EpochSoFar) -> tuple[float, float]:
         self.model.train()
-        totals = _Totals(self.device)
         window_start, window_images = time.perf_counter(), 0
-        for images, labels in self.train_batches:
+        for images, labels in self.train_batches.batches_from(current.batches):
             inputs, targets = self.preprocess(images, train=True), labels
             if self.mix:
                 inputs, targets = self.mix(inputs, labels)  # soft targets: accuracy against the dominant label
             loss, logits = self.train_step(inputs, targets)
-            totals.add(loss, logits, labels if targets is labels else targets.argmax(dim=1))
+            current.totals.add(loss, logits, labels if targets is labels else targets.argmax(dim=1))
+            current.batches += 1
             window_images += len(labels)
             if self.step % self.log_every_n_steps == 0:
                 loss_value = _finite(loss.item(), self.step)
@@ -142,8 +156,9 @@ class Trainer:
                 for callback in self.callbacks:
                     callback.on_step_end(self, loss_value, rate)
                 window_start, window_images = time.perf_counter(), 0
-        loss, acc = totals.means()
-        return _finite(loss, self.step), acc, totals.count
+            self._notify("on_train_batch_end")
+        loss, acc = current.totals.means()
+        return _finite(loss, self.step), acc
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.precision):
@@ -188,7 +203,7 @@ class Trainer:
         return totals.means()
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly where it stopped."""
+        """Everything needed to continue training exactly where it stopped, between epochs or inside one."""
         return {
             # torch.compile wraps the model; later tools rebuild the plain one, so save its keys.
             "model": getattr(self.model, "_orig_mod", self.model).state_dict(),
@@ -199,6 +214,9 @@ class Trainer:
             "step": self.step,
             "history": [asdict(m) for m in self.history],
             **({"ema": self.ema.state_dict()} if self.ema else {}),
+            "order": self.current.order if self.current else self.train_batches.state_dict(),
+            "rng": rng_states(),
+            **({"epoch_so_far": self.current.state_dict()} if self.current else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -212,10 +230,34 @@ class Trainer:
         self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
         if self.ema:
             self.ema.load_state_dict(state["ema"])
+        if "rng" in state:  # checkpoints written before random states were saved resume with another data order
+            self.train_batches.load_state_dict(state["order"])
+            restore_rng_states(state["rng"])
+        if "epoch_so_far" in state:
+            self.current = EpochSoFar.from_state(state["epoch_so_far"], state["order"], self.device)
 
     def _notify(self, hook: str) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self)
+
+
+@dataclass
+class EpochSoFar:
+    """The epoch being trained: what a checkpoint written inside it needs to finish it as if never stopped."""
+
+    order: dict  # the training batches' order state at the epoch's start
+    lr: float  # at the epoch's start: what the epoch reports
+    totals: _Totals
+    batches: int = 0  # trained on so far
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "batches": self.batches, **self.totals.state_dict()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], order: dict, device: torch.device) -> EpochSoFar:
+        totals = _Totals(device)
+        totals.load_state_dict(state)
+        return cls(order, state["lr"], totals, state["batches"])
 
 
 class _Totals:
@@ -225,6 +267,14 @@ class _Totals:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.count = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum.copy_(state["loss_sum"])
+        self.correct.copy_(state["correct"])
+        self.count = state["count"]
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         self.loss_sum += loss.float() * len(labels)

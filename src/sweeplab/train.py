@@ -10,7 +10,7 @@ exports only its best job, at its end (sweeplab.sweeps.callbacks).
 
 from __future__ import annotations
 
-import random
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,10 +23,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.checkpoint import load_checkpoint, load_state_file, serving_weights
 from sweeplab.config.checks import check_ranges
+from sweeplab.config.differences import changed_keys
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
 from sweeplab.data import Data, build_data, limited
 from sweeplab.device import configure_backends, resolve_device, resolve_precision
 from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.errors import UserError
 from sweeplab.export.onnx import export_classifier
 from sweeplab.export.parity import verified
 from sweeplab.hydra_job import HydraJob
@@ -34,6 +36,8 @@ from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.optim import build_optimizer, build_scheduler
 from sweeplab.profiling import StepProfiler
 from sweeplab.recorder import Inline, Recorder
+from sweeplab.rng import seed_everything
+from sweeplab.run_log import EpochLog, log_plan
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.sweeps.job import job_task
@@ -65,11 +69,7 @@ from sweeplab.vocabulary import (
     selected_metric,
 )
 
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+log = logging.getLogger(__name__)
 
 
 @job_task
@@ -81,16 +81,18 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     in the MLflow run it had started.
     """
     check_ranges(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    resumed = resume_state(cfg, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) if resume else None
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device.type)
     configure_backends(device, cfg.trainer.deterministic)
-    run_dir = Path(cfg.paths.output_dir)
     precision = resolve_precision(cfg.trainer.precision, device)
     environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
         data = limited(build_data(cfg.dataset, device, cfg.seed), cfg.trainer)
         if tracking and not resume:
             tracking.log_inputs(dataset_records(cfg, data))
+        log_plan(cfg, job.overrides, data.sizes, str(device), precision, torch.get_num_threads())
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
         if use_channels_last(cfg, model):
             model = to_channels_last(model)
@@ -98,11 +100,12 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
         tracker = BestTracker(metric, metric_mode(metric))
         trial = search_trial(job, metric)
-        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), *([trial] if trial else []),
-                     ShareCores(recorder)]
+        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), *([trial] if trial else [])]
+        if job.in_launching_process and not cfg.trainer.deterministic:
+            callbacks.append(ShareCores(recorder))
         trainer = build_trainer(cfg, model, data, device, precision, callbacks)
-        if resume:
-            restore(trainer, tracker, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
+        if resumed:
+            restore(trainer, tracker, resumed, run_dir)
         history = trainer.fit()
         pruned_at = trial.pruned_at if trial else None
         best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
@@ -128,7 +131,8 @@ class ShareCores(Callback):
     """While the recorder works beside training (a sequential sweep's previous job), train on one core fewer.
 
     torch's threads wait for the slowest of them at every op: one that shares its core with the recorder
-    slows every step (measured: a sweep of the default run 1.15x faster this way on 2 cores).
+    slows every step (measured: a sweep of the default run 1.15x faster this way on 2 cores). The thread
+    count changes the last bits of some sums, so runs under trainer.deterministic keep theirs.
     """
 
     def __init__(self, recorder: Recorder | Inline):
@@ -167,15 +171,34 @@ def use_channels_last(cfg: DictConfig, model: nn.Module) -> bool:
     return cfg.trainer.channels_last if cfg.trainer.channels_last is not None else convolutional(model)
 
 
-def restore(trainer: Trainer, tracker: BestTracker, checkpoint: Path) -> None:
-    """Weights, optimizer, schedule, epoch and the best epoch so far; a run cut off before its first
-    checkpoint starts over."""
+def resume_state(cfg: DictConfig, checkpoint: Path) -> dict | None:
+    """The interrupted run's last checkpoint (None: cut off before its first one, so it starts over), checked to
+    hold this config, with the thread count it trained with put back: that count changes the last bits of sums."""
     if not checkpoint.is_file():
-        return
-    trainer.load_state_dict(load_state_file(checkpoint))
+        return None
+    state = load_state_file(checkpoint)
+    changed = changed_keys(state.get("config", {}), OmegaConf.to_container(cfg, resolve=True))
+    if changed:
+        listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise UserError(f"{checkpoint.parents[1]} was trained with another config ({listed}): resume it with the "
+                        "config it started with, or start a new run in another hydra.run.dir")
+    threads = state.get("threads", torch.get_num_threads())
+    if threads != torch.get_num_threads():
+        log.info(f"resuming on {threads} torch threads, as the run started (not {torch.get_num_threads()})")
+        torch.set_num_threads(threads)
+    return state
+
+
+def restore(trainer: Trainer, tracker: BestTracker, state: dict, run_dir: Path) -> None:
+    """Weights, optimizer, schedule, random states, the epoch so far and the best epoch so far."""
+    trainer.load_state_dict(state)
     for metrics in trainer.history:
         tracker.on_epoch_end(trainer, metrics)
-    print(f"Resuming {checkpoint.parents[1]} after epoch {trainer.epoch} of {trainer.epochs}")
+    if trainer.current:
+        log.info(f"Resuming {run_dir} inside epoch {trainer.epoch + 1} of {trainer.epochs}, after batch "
+                 f"{trainer.current.batches} of {trainer.steps_per_epoch} (step {trainer.step})")
+    else:
+        log.info(f"Resuming {run_dir} after epoch {trainer.epoch} of {trainer.epochs}")
 
 
 def build_callbacks(
@@ -185,8 +208,10 @@ def build_callbacks(
         "config": OmegaConf.to_container(cfg, resolve=True),
         "classes": data.classes,
         "input": {"shape": list(data.image_shape), "mean": list(cfg.dataset.mean), "std": list(cfg.dataset.std)},
+        "threads": torch.get_num_threads(),  # a resume trains on as many (sweeplab.train.resume_state)
     }
-    callbacks: list[Callback] = [tracker, Checkpointer(run_dir / CHECKPOINTS_DIR, tracker, metadata)]
+    checkpointer = Checkpointer(run_dir / CHECKPOINTS_DIR, tracker, metadata, cfg.trainer.checkpoint_every_n_steps)
+    callbacks: list[Callback] = [tracker, checkpointer, EpochLog()]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(EarlyStopping(tracker, cfg.trainer.early_stopping_patience))
     if cfg.trainer.progress:

@@ -2,6 +2,10 @@
 
 In-memory data sets are sliced from one tensor with a shuffled index (airbench-style: no
 per-image Python work); image folders go through a DataLoader with workers.
+
+Training batches can start mid-epoch (`batches_from`) and save the state their order is drawn
+from (`state_dict`), so a run resumed from a checkpoint written at any step trains on exactly the
+batches the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from sweeplab.errors import UserError
 
@@ -33,12 +37,22 @@ class TensorBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.batches_from(0)
+
+    def batches_from(self, start: int) -> Iterator[Batch]:
+        """The epoch's batches from batch `start` on; its order is drawn on the first batch asked for."""
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start : start + self.batch_size]
+        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            index = order[first : first + self.batch_size]
             yield self.images[index], self.labels[index]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
 
 class LoaderBatches:
@@ -46,10 +60,12 @@ class LoaderBatches:
 
     def __init__(self, data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int):
         self.device = device
+        self.batch_size = batch_size
+        self.order = SeededOrder(len(data), seed) if shuffle else None  # type: ignore[arg-type]
         self.loader = DataLoader(
-            data,
+            SeededSamples(data) if shuffle else data,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=self.order,
             drop_last=shuffle and len(data) > batch_size,  # type: ignore[arg-type]
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -61,11 +77,69 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.batches_from(0)
+
+    def batches_from(self, start: int) -> Iterator[Batch]:
+        if start:
+            self.order.start = start * self.batch_size  # type: ignore[union-attr]  # only training batches resume
         try:
             for images, labels in self.loader:
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         except UserError as error:
             raise UserError(_worker_message(error)) from None
+
+
+    def state_dict(self) -> dict:
+        return self.order.state_dict() if self.order else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.order:
+            self.order.load_state_dict(state)
+
+
+class SeededOrder(Sampler):
+    """Every epoch, a shuffled order of the images and a seed for each one's random augmentation.
+
+    A DataLoader draws its workers' seeds afresh whenever it builds an iterator, which a resumed run
+    does at another epoch than the uninterrupted one did: so each image is augmented from its own seed
+    drawn here (SeededSamples), the same whatever the worker, the number of workers or the resume.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.start = 0  # the next epoch starts at this image (a run resumed mid-epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = torch.randperm(self.size, generator=self.generator)
+        seeds = torch.randint(2**62, (self.size,), generator=self.generator)
+        start, self.start = self.start, 0
+        return zip(order[start:].tolist(), seeds[start:].tolist(), strict=True)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class SeededSamples(Dataset):
+    """`data[index]`, its random transforms drawn from the seed SeededOrder gave it (the caller's RNG untouched)."""
+
+    def __init__(self, data: Dataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.data[index]
 
 
 def _worker_message(error: UserError) -> str:
@@ -91,7 +165,16 @@ class FirstBatches:
         return self.count
 
     def __iter__(self) -> Iterator[Batch]:
-        return itertools.islice(iter(self.batches), self.count)
+        return self.batches_from(0)
+
+    def batches_from(self, start: int) -> Iterator[Batch]:
+        return itertools.islice(self.batches.batches_from(start), max(0, self.count - start))
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
 
 class SameBatches:
@@ -104,7 +187,15 @@ class SameBatches:
         return len(self.kept)
 
     def __iter__(self) -> Iterator[Batch]:
-        return iter(self.kept)
+        return self.batches_from(0)
+
+    def batches_from(self, start: int) -> Iterator[Batch]:
+        return iter(self.kept[start:])
+
+    def state_dict(self) -> dict:
+        return {}  # drawn once, when the run was built
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def make_batches(data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int):
