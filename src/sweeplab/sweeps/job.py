@@ -25,11 +25,23 @@ from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
+from sweeplab.run_log import log_outcome
 from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
-from sweeplab.vocabulary import FAILED, FINISHED, KILLED, PRUNED, RUNNING, selected_metric
+from sweeplab.vocabulary import (
+    FAILED,
+    FINISHED,
+    KEEP_ALL,
+    KEEP_BEST,
+    KEEP_NONE,
+    KILLED,
+    PRUNED,
+    RUNNING,
+    selected_metric,
+)
 
 log = logging.getLogger(__name__)
 WRITE_RESULT = "sweeplab.sweeps.results:write_result"
+DISCARD_CHECKPOINTS = "sweeplab.sweeps.disk:discard_checkpoints"
 
 Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
 
@@ -72,7 +84,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
             report_failure(job.num, error, result.reason)
         finally:
             result.seconds = round(time.perf_counter() - started, 3)
-            late = finish(recorder, str(run_dir), result, job)
+            log_outcome(result.status, result.seconds, result.reason, metric, result.value)
+            late = finish(recorder, str(run_dir), result, job, kept_checkpoints(cfg, job))
         if late and not job.multirun:
             raise late[0]
         if result.status == FAILED:
@@ -86,13 +99,24 @@ def resume_command(overrides: list[str], run_dir: Path) -> str:
     return shlex.join(["python", "train.py", *overrides, f"hydra.run.dir={run_dir}"])
 
 
-def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: HydraJob) -> list[BaseException]:
+def kept_checkpoints(cfg: DictConfig, job: HydraJob) -> str:
+    """trainer.keep_checkpoints; a sweep job keeps its best.pt all the same, for the export of the sweep's best job
+    at the sweep's end (sweeplab.sweeps.callbacks discards it then)."""
+    keep = cfg.trainer.keep_checkpoints
+    return KEEP_BEST if keep == KEEP_NONE and job.multirun else keep
+
+
+def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: HydraJob,
+           keep: str) -> list[BaseException]:
     """The result, after the run's record; waited for unless the next job of a sequential sweep can go on.
+    A finished job then keeps the checkpoints `keep` says.
 
     Returns the errors of the record's last calls (ending the MLflow run, writing the result), which
     a single run raises; a sweep job's are logged with their traceback, and the sweep goes on.
     """
     recorder.submit(WRITE_RESULT, run_dir, result)
+    if result.status in (FINISHED, PRUNED) and keep != KEEP_ALL:
+        recorder.submit(DISCARD_CHECKPOINTS, run_dir, keep)
     if job.in_launching_process and result.status != KILLED:
         return []
     late = recorder.wait(raise_errors=False)

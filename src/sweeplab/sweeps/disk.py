@@ -1,0 +1,18 @@
+"""What a finished job keeps on disk (trainer.keep_checkpoints): a VGG16 checkpoint with Adam's state is over 1 GB.
+
+Called through the recorder, after the job's result.json says FINISHED: a job cut off before then still
+resumes from its last.pt. Imports no torch (the recorder never does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, KEEP_BEST, KEEP_NONE, LAST_CHECKPOINT
+
+DISCARDED = {KEEP_BEST: (LAST_CHECKPOINT,), KEEP_NONE: (LAST_CHECKPOINT, BEST_CHECKPOINT)}
+
+
+def discard_checkpoints(run_dir: str, keep: str) -> None:
+    for name in DISCARDED.get(keep, ()):
+        (Path(run_dir) / CHECKPOINTS_DIR / name).unlink(missing_ok=True)
