@@ -1,0 +1,133 @@
+"""Runs SIGKILLed at eight moments and resumed: each ends as one uninterrupted run ends, bit for bit.
+
+tests/faults/sitecustomize.py kills the run (training process and recorder together) when the named
+function is called; the resume is the user's: the same command with `hydra.run.dir=<its dir>` (a
+sweep: `hydra.sweep.dir=`). Every case is checked against one shared uninterrupted run: the same
+per-epoch metrics and test score in MLflow, each metric once per step, one MLflow run (and one
+logged model) per job, a readable last.pt and result.json FINISHED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import REPO
+from sweeplab.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+FAULTS = REPO / "tests" / "faults"
+# 1,150 digits in batches of 128: 8 steps an epoch. deterministic: a sequential sweep keeps its thread count.
+RUN = ["trainer.epochs=3", "dataset.batch_size=128", "trainer.deterministic=true", "trainer.progress=false"]
+QUICK = ["export.onnx=false", "tracking.log_model=false"]
+EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
+RUN_METRICS = ("best/val/acc", "test/acc", "test/loss")
+
+# name: (process, function, nth call, kill before it starts or after it returns, extra overrides)
+KILL_POINTS = {
+    "during an epoch": ("train", "sweeplab.engine:Trainer.train_step", 12, "before", QUICK),
+    "inside an epoch, after a step checkpoint": ("train", "sweeplab.engine:Trainer.train_step", 14, "before",
+                                                 [*QUICK, "trainer.checkpoint_every_n_steps=5"]),
+    "during the checkpoint write": ("train", "torch:save", 2, "after", QUICK),  # written, not yet renamed
+    "between the last checkpoint and result.json": ("train", "sweeplab.train:record_results", 1, "before", QUICK),
+    "during the metric flush": ("recorder", "sweeplab.tracking.session:Session.log_metrics", 1, "before", QUICK),
+    "during the figures": ("recorder", "sweeplab.tracking.figures:draw_all", 1, "before", QUICK),
+    "during the ONNX export": ("train", "sweeplab.export.onnx:write_onnx", 1, "before", []),
+    "after the model is logged, before the run ends": ("recorder", "sweeplab.tracking.logged_model:log_onnx_model",
+                                                       1, "after", ["tracking.register_model=faults"]),
+}
+
+
+def train(cwd: Path, *overrides: str, kill_at: dict | None = None) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    if kill_at:
+        env |= {"PYTHONPATH": os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")]),
+                "SWEEPLAB_KILL_AT": json.dumps(kill_at)}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *overrides, *RUN], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def store(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def all_runs(client: MlflowClient) -> list:
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def recorded(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric the run holds: its (step, value) pairs, in step order."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def the_score(metrics: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
+    return {key: metrics[key] for key in (*EPOCH_METRICS, *RUN_METRICS)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[int, float]]]:
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    result = train(cwd, *QUICK, f"hydra.run.dir={cwd / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(store(cwd))
+    return the_score(recorded(store(cwd), run.info.run_id))
+
+
+def assert_complete(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """FINISHED, every epoch once, no metric twice at one step; returns the metrics."""
+    assert client.get_run(run_id).info.status == "FINISHED"
+    metrics = recorded(client, run_id)
+    assert [step for step, _ in metrics["val/acc"]] == [1, 2, 3], "every epoch once"
+    doubled = {key for key, values in metrics.items() if len({step for step, _ in values}) < len(values)}
+    assert not doubled, f"logged twice at one step: {doubled}"
+    return metrics
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(tmp_path: Path, point: str,
+                                                                         uninterrupted: dict) -> None:
+    process, call, nth, when, extra = KILL_POINTS[point]
+    command = [*extra, f"hydra.run.dir={tmp_path / 'run'}"]
+    killed = train(tmp_path, *command, kill_at={"process": process, "call": call, "nth": nth, "when": when})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "RUNNING"
+
+    resumed = train(tmp_path, *command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "FINISHED"
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 3
+    client = store(tmp_path)
+    (run,) = all_runs(client)
+    assert the_score(assert_complete(client, run.info.run_id)) == uninterrupted
+    if "tracking.register_model=faults" in extra:
+        experiment = run.info.experiment_id
+        assert len(client.search_logged_models([experiment])) == 1, "one logged model"
+        assert len(client.search_model_versions("name='faults'")) == 1, "one registered version"
+
+
+def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Path, uninterrupted: dict) -> None:
+    """Killed as job 1 starts, while job 0's record may still be completing beside it."""
+    command = ["-m", "optimizer.lr=0.001,0.003", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    killed = train(tmp_path, *command, kill_at={"process": "train", "call": "sweeplab.data:build_data", "nth": 2})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    client = store(tmp_path)
+    before = {run.info.run_id for run in all_runs(client)}
+
+    resumed = train(tmp_path, *command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = all_runs(client)
+    assert before <= {run.info.run_id for run in runs} and len(runs) == 3, "a parent and one run per job"
+    children = {int(run.data.tags["sweep.job"]): run for run in runs if "sweep.job" in run.data.tags}
+    metrics = {job: assert_complete(client, run.info.run_id) for job, run in children.items()}
+    assert the_score(metrics[0]) == uninterrupted, "job 0 is the uninterrupted run's config"
+    results = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/result.json")]
+    assert [result["status"] for result in results] == ["FINISHED", "FINISHED"]
