@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import resource
+import signal
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -275,6 +277,27 @@ def test_a_resumed_run_matches_the_uninterrupted_one_bit_for_bit(tmp_path: Path,
 
 def without(metrics: EpochMetrics, keys: set[str]) -> dict:
     return {key: value for key, value in asdict(metrics).items() if key not in keys}
+
+
+@pytest.fixture
+def small_disk():
+    """Files may grow to 64 KiB in this process (RLIMIT_FSIZE, a full disk's failed write without the disk)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so_in_one_line(tmp_path: Path, small_disk) -> None:
+    path = tmp_path / LAST
+    save_checkpoint({"epoch": 1}, path)
+    with pytest.raises(UserError, match=r"could not write .*last.pt \(.*\): is the disk full\? .*previous last.pt is "
+                                        "intact"):
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(100_000)}, path)
+    assert load_state_file(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [LAST], "no temporary file left"
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:

@@ -20,8 +20,13 @@ from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    write_atomically(path, lambda temporary: torch.save(payload, temporary))
+    """Write to a temporary file, then rename: a crash or a full disk never leaves a half-written checkpoint."""
+    try:
+        write_atomically(path, lambda temporary: torch.save(payload, temporary))
+    except (OSError, RuntimeError) as error:  # torch's writer reports a failed write as a RuntimeError
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written yet"
+        raise UserError(f"could not write {path} ({first_line(error)}): is the disk full? Free space under "
+                        f"{path.parent} and resume the run ({kept})") from None
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
