@@ -21,7 +21,6 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from data_formats import write_cifar10, write_image_folder, write_label_files, write_png_claiming_size
-from sweeplab.checkpoint import load_state_file
 from sweeplab.cli.main import main
 from sweeplab.config.checks import check_ranges
 from sweeplab.data import load_splits
@@ -32,6 +31,7 @@ from sweeplab.errors import UserError
 from sweeplab.runs.run_dir import check_writable
 from sweeplab.sweeps.results import read_result
 from sweeplab.tracking import upload
+from sweeplab.train import resume_state
 from sweeplab.vocabulary import PARENT_TAG, PENDING_FILE, RESULT_FILE, SWEEP_DIR_TAG, SWEPT_TAG
 from trained_runs import REPO
 
@@ -162,14 +162,15 @@ def truncated_checkpoint(tmp_path: Path) -> bytes:
     return whole.read_bytes()[:1000]
 
 
-def test_a_truncated_last_checkpoint_is_one_line(tmp_path: Path, truncated_checkpoint: bytes) -> None:
-    """What resume reads (sweeplab.train.restore)."""
+def test_a_truncated_last_checkpoint_is_one_line(tmp_path: Path, truncated_checkpoint: bytes, compose_train) -> None:
+    """What resume reads (sweeplab.train.resume_state)."""
     last = tmp_path / "checkpoints" / "last.pt"
     last.parent.mkdir()
     last.write_bytes(truncated_checkpoint)
     with pytest.raises(UserError) as error:
-        load_state_file(last)
+        resume_state(compose_train(), last)
     assert one_line(error.value).startswith(f"{last} is not a readable checkpoint")
+    assert str(error.value).endswith("delete it to train this run again from the start")
     assert last.read_bytes() == truncated_checkpoint
 
 

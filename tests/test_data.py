@@ -224,7 +224,8 @@ def test_folder_decoder_resizes_shorter_side_then_crops() -> None:
 def test_unreadable_image_is_one_line_naming_it(tmp_path: Path, workers: int) -> None:
     write_image_folder(tmp_path, ("a", "b"), {"train": 3, "val": 1})
     broken = tmp_path / "train" / "a" / "broken.png"
-    broken.write_bytes(b"not an image")
+    # Its header reads, its pixels do not: found only when the epoch decodes it.
+    broken.write_bytes((tmp_path / "train" / "a" / "a_1.png").read_bytes()[:200])
     splits = load_image_folder(str(tmp_path), 0, 0.2, image_size=16, crop_size=None)
     batches = make_batches(splits.train, 8, False, CPU, 0, workers)
     with pytest.raises(UserError) as error:

@@ -45,15 +45,14 @@ def copy_checkpoint(source: Path, target: Path) -> None:
     write_atomically(target, link)
 
 
-def load_state_file(path: Path) -> dict[str, Any]:
-    """Load a checkpoint or state_dict without unpickling arbitrary objects."""
+def load_state_file(path: Path, fix: str = "re-create it or pick another file") -> dict[str, Any]:
+    """Load a checkpoint or state_dict without unpickling arbitrary objects; `fix` says what to do if it is damaged."""
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: check the path")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        reason = first_line(error)
-        raise UserError(f"{path} is not a readable checkpoint ({reason}): re-create it or pick another file") from None
+        raise UserError(f"{path} is not a readable checkpoint ({first_line(error)}): {fix}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def resume_state(cfg: DictConfig, checkpoint: Path) -> dict | None:
     hold this config, with the thread count it trained with put back: that count changes the last bits of sums."""
     if not checkpoint.is_file():
         return None
-    state = load_state_file(checkpoint)
+    state = load_state_file(checkpoint, fix="delete it to train this run again from the start")
     changed = changed_keys(state.get("config", {}), OmegaConf.to_container(cfg, resolve=True))
     if changed:
         listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
