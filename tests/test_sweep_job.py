@@ -46,6 +46,6 @@ def test_a_result_file_round_trips_and_guards_its_dir(tmp_path: Path) -> None:
     result = read_result(tmp_path)
     assert result.objective == 0.9 and result.job == 3
     check_same_job(result, ["model=cnn", "optimizer.lr=0.1"], tmp_path)  # order does not matter
-    with pytest.raises(UserError, match="already holds a different job"):
-        check_same_job(result, ["model=mlp", "optimizer.lr=0.1"], tmp_path)
+    with pytest.raises(UserError, match=r"already holds a different job \(model, seed differ; it ran "):
+        check_same_job(result, ["model=mlp", "optimizer.lr=0.1", "seed=1"], tmp_path)
     assert math.isnan(JobResult(FAILED, [], "val/acc", value=0.5).objective), "a failed trial is NaN to Optuna"

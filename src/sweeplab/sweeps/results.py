@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sweeplab.atomic import write_text_atomically
 from sweeplab.errors import UserError, first_line
+from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import best_first
 from sweeplab.vocabulary import FINISHED, PRUNED, RESULT_FILE
 
@@ -68,9 +69,11 @@ def read_result(run_dir: Path) -> JobResult | None:
 def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path) -> None:
     """A run dir is resumed only by the job that started it."""
     if sorted(previous.overrides) != sorted(overrides):
+        differ = varying_keys([overrides_dict(previous.overrides), overrides_dict(overrides)])
         raise UserError(
-            f"{run_dir} already holds a different job ({' '.join(previous.overrides) or 'no overrides'}): "
-            "to resume a sweep re-run its exact command; otherwise leave hydra.sweep.dir/hydra.run.dir at default"
+            f"{run_dir} already holds a different job ({', '.join(differ) or 'the overrides'} differ; it ran "
+            f"{' '.join(previous.overrides) or 'no overrides'}): to resume a sweep re-run its exact command; "
+            "otherwise leave hydra.sweep.dir/hydra.run.dir at default"
         )
 
 
