@@ -4,17 +4,21 @@ unreachable server refused before training, and a server that dies mid-run losin
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from mlflow import MlflowClient
 
-from mlflow_server import FAST_RETRIES, REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401
+from mlflow_server import REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401
 from sweeplab.tracking.handle import metric_rows
 from sweeplab.tracking.session import Session
 
@@ -40,8 +44,7 @@ def test_unreachable_server_is_one_line_before_training(tmp_path: Path) -> None:
 def start_training(uri: str, experiment: str, cwd: Path, *overrides: str) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", f"tracking.uri={uri}",
                f"tracking.experiment={experiment}", "tracking.flush_seconds=0", *QUICK, *overrides]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **FAST_RETRIES})
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_epochs(client: MlflowClient, experiment: str, epochs: int, timeout: float = 120) -> str:
@@ -84,7 +87,8 @@ def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -
         server.stop()
     assert process.returncode == 0, stderr[-3000:]
     (pending,) = tmp_path.glob("outputs/*/*/mlflow_pending.json")
-    assert f"python -m sweeplab.tracking.upload {pending}" in stderr
+    assert one_warning(stderr).endswith(f"kept in {pending}: upload them with `python -m sweeplab.tracking.upload "
+                                        f"{pending}`"), "MLflow's own retries bounded, and silent"
     kept = json.loads(pending.read_text())
     assert kept["run_id"] == run_id and kept["status"] == "FINISHED" and kept["metrics"]
 
@@ -105,6 +109,108 @@ def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -
     assert steps == list(range(50, steps[-1] + 1, 50)) and len(steps) > 15  # none lost, before or after the outage
     assert "figures/learning_curves.png" in artifacts
     assert not pending.exists()
+
+
+def one_warning(stderr: str) -> str:
+    """The one line a run prints about its lost server, checked to be the only one (no urllib3 retry lines)."""
+    noisy = [line for line in stderr.splitlines() if "warning" in line.lower() or "retr" in line.lower()]
+    assert len(noisy) == 1 and noisy[0].startswith("warning: tracking server "), stderr[-3000:]
+    return noisy[0]
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on a free loopback port, in a thread; stopped however the test ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class FailingProxy(BaseHTTPRequestHandler):
+    """Passes requests on to a real MLflow server until `failing` is set, then answers HTTP 500 to all."""
+
+    target = ""
+    failing = threading.Event()
+
+    def relay(self) -> None:
+        if self.failing.is_set():
+            self.send_error(500, "Internal Server Error")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {key: value for key, value in self.headers.items() if key.lower() not in ("host", "authorization")}
+        answer = requests.request(self.command, self.target + self.path, data=body, headers=headers, timeout=60)
+        self.send_response(answer.status_code)
+        for key in ("Content-Type", "Content-Length"):
+            if key in answer.headers:
+                self.send_header(key, str(len(answer.content)) if key == "Content-Length" else answer.headers[key])
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = relay
+
+    def log_message(self, *args) -> None:
+        """Quiet: the test reads the run's output, not the proxy's."""
+
+
+def test_a_server_answering_errors_mid_run_costs_one_warning_and_keeps_the_record(
+        mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
+    """A server that starts answering HTTP 500 (its database gone, a proxy in trouble) is left alone like a lost
+    one: no minutes of MLflow retries, one warning with the pending file, the run's own outcome. Its URI's
+    credentials are never printed."""
+    FailingProxy.target, secret = mlflow_server.uri, "hunter2"
+    FailingProxy.failing.clear()
+    with http_server(FailingProxy) as proxy:
+        uri = f"http://alice:{secret}@127.0.0.1:{proxy.server_port}"
+        process = start_training(uri, "errors", tmp_path, "trainer.epochs=2")
+        try:
+            run_id = wait_for_epochs(MlflowClient(mlflow_server.uri), "errors", 1)
+            FailingProxy.failing.set()
+            failing_since = time.monotonic()
+            _, stderr = process.communicate(timeout=240)
+        finally:
+            process.kill()
+        seconds = time.monotonic() - failing_since
+    assert process.returncode == 0, stderr[-3000:]
+    (pending,) = tmp_path.glob("outputs/*/*/mlflow_pending.json")
+    line = one_warning(stderr)
+    assert line.startswith(f"warning: tracking server http://***@127.0.0.1:{proxy.server_port} went away or failed")
+    assert line.endswith(f"`python -m sweeplab.tracking.upload {pending}`") and secret not in stderr
+    kept = json.loads(pending.read_text())
+    assert kept["run_id"] == run_id and kept["status"] == "FINISHED" and kept["metrics"]
+    assert seconds < 120, f"{seconds:.0f} s from the first HTTP 500 to the end of the run's second (last) epoch"
+
+
+class NotMlflow(SimpleHTTPRequestHandler):
+    """`python -m http.server`: a web server that answers MLflow's API with a 404 page."""
+
+    def log_message(self, *args) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_a_web_server_that_is_not_mlflow_is_one_line_before_anything_runs(sweep: bool, tmp_path: Path) -> None:
+    with http_server(NotMlflow) as web:
+        result = train(*(["-m", "optimizer.lr=0.1,0.01"] if sweep else []), f"tracking.uri=http://127.0.0.1:"
+                       f"{web.server_port}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: tracking server http://127.0.0.1:{web.server_port} is not an MLflow tracking "
+                           "server (HTTP 404 to /api/2.0/mlflow/experiments/search): point tracking.uri")
+    assert not (tmp_path / "sweep").exists() and not list(tmp_path.rglob("*.pt")), "nothing ran"
+
+
+def test_an_unreachable_server_stops_a_sweep_before_any_job(tmp_path: Path) -> None:
+    result = train("-m", "optimizer.lr=0.1,0.01", f"tracking.uri=http://127.0.0.1:{free_port()}",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: tracking server http://127.0.0.1:") and "is unreachable" in line
+    assert not (tmp_path / "sweep").exists(), "no job launched"
 
 
 def test_export_parity_failure_marks_the_run_failed_and_keeps_its_files(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 from sweeplab.hydra_job import current_hydra_job
 from sweeplab.recorder import job_recorder
 from sweeplab.sweeps.ending import end_interrupted_sweeps
+from sweeplab.tracking.store import check_reachable, resolve_uri
 
 
 def config_dir() -> str:
@@ -39,9 +40,13 @@ register_configs()
 def run(cfg: DictConfig) -> float:
     """One job (a single run, or one of a sweep's): sweeplab.train.train.
 
-    A single run's user error is one line here, inside the job: Hydra would wrap it in its own report.
+    A single run's user error is one line here, inside the job: Hydra would wrap it in its own report. Its
+    tracking server is checked before torch loads, so a wrong one is said in a second, not ten (a sweep's
+    is checked before it launches: sweeplab.sweeps.callbacks).
     """
     job = current_hydra_job()
+    if cfg.tracking.enabled and not job.multirun:
+        exit_on_user_error(check_reachable)(resolve_uri(cfg.tracking.uri))
     job_recorder(cfg, job)  # the recorder imports mlflow & co. while this process imports torch
     from sweeplab.train import train  # the deferred hop
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -17,15 +18,32 @@ from sweeplab.tracking.store import ARTIFACTS_DIR, sqlite_path
 
 # What a tracking server that went away raises in the client.
 DELIVERY_ERRORS = (MlflowException, requests.RequestException, OSError)
+# MLflow's HTTP retries, bounded: by default it retries a call 7 times over about 4 minutes (and waits up to
+# 120 s for each answer), so a server lost mid-call held the run's end for minutes. Once a call fails the
+# session leaves the server alone, probes it every 10 s and keeps what waits (sweeplab.tracking.session):
+# MLflow only needs to ride out a blip. A user's own settings win.
+BOUNDED_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # 0 s, then 2 s between tries (plus up to 1 s of jitter)
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds without a byte from the server: a big upload still streams
+}
 
 
 @functools.cache
 def client(uri: str) -> MlflowClient:
     """One client per store for the life of the recorder: a sweep opens its store once."""
+    bound_retries()
     db = sqlite_path(uri)
     if db and not db.exists():
         create_sqlite_store(db)
     return MlflowClient(uri)
+
+
+def bound_retries() -> None:
+    """BOUNDED_RETRIES, and no urllib3 warning per retry: the session says once that the server is away."""
+    for name, value in BOUNDED_RETRIES.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def create_sqlite_store(db: Path) -> None:
