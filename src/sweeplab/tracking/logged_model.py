@@ -42,8 +42,15 @@ def record_export(session: Session, record: ExportRecord) -> None:
     session.log_metrics(metric_rows(record.metrics, 0))
     for file in record.files:
         session.log_artifact(Path(file), ONNX_ARTIFACTS)
-    if record.log_model and session.reachable():
+    if record.log_model and session.reachable() and not model_logged(session):
         log_onnx_model(session, record)
+
+
+def model_logged(session: Session) -> bool:
+    """A resumed run whose model was logged before it was cut off: logging again would add a registry version."""
+    experiment_id = session.client.get_run(session.run_id).info.experiment_id
+    models = session.client.search_logged_models([experiment_id], f"source_run_id = '{session.run_id}'")
+    return any(model.name == MODEL_ARTIFACT for model in models)
 
 
 def log_onnx_model(session: Session, record: ExportRecord) -> None:

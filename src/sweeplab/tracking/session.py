@@ -46,7 +46,6 @@ from sweeplab.vocabulary import (
     RUN_DIR_TAG,
     RUNNING,
     SWEPT_TAG,
-    VAL_ACC,
 )
 
 DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
@@ -65,6 +64,9 @@ class Session:
     pending_metrics: list[MetricRow] = field(default_factory=list)
     pending_artifacts: list[tuple[str, str | None]] = field(default_factory=list)
     pending_inputs: list[DatasetInput] = field(default_factory=list)  # re-sent when the server is back
+    # A resumed run: each metric's last step an earlier attempt delivered. The resume trains those steps
+    # again, exactly, and logs them again: they are dropped, so no metric appears twice at one step.
+    delivered: dict[str, int] = field(default_factory=dict)
 
     def reachable(self, retry_now: bool = False) -> bool:
         """A remote server is probed (seconds) before a delivery, rather than retried for minutes by MLflow. One
@@ -93,7 +95,8 @@ class Session:
             self.log_artifact(Path(path), folder)
 
     def log_metrics(self, rows: list[MetricRow]) -> None:
-        if self.reachable():
+        rows = [row for row in rows if row[3] > self.delivered.get(row[0], -1)]
+        if rows and self.reachable():
             try:
                 for start in range(0, len(rows), MAX_METRICS_PER_BATCH):
                     batch = [Metric(*row[:3], row[3]) for row in rows[start : start + MAX_METRICS_PER_BATCH]]
@@ -180,7 +183,7 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
         store.update_run(run_id, status=RUNNING)
         if FAILURE_TAG in previous.data.tags:
             store.delete_tag(run_id, FAILURE_TAG)
-        sessions[run_dir] = Session(store, run_id, Path(run_dir))
+        sessions[run_dir] = Session(store, run_id, Path(run_dir), delivered=last_steps(store, previous))
         return run_id
     tags |= {**git_state(Path(spec.code_dir)), **({PARENT_TAG: parent_id} if parent_id else {})}
     run_id = store.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -192,6 +195,10 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
         configs = masked_yaml_folder(Path(run_dir) / HYDRA_DIR, Path(run_dir) / MASKED_HYDRA_DIR)
         session.log_artifact(configs, HYDRA_DIR)
     return run_id
+
+
+def last_steps(store: MlflowClient, run: Run) -> dict[str, int]:
+    return {key: max(m.step for m in store.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
 
 
 def find_run(store: MlflowClient, experiment_id: str, run_dir: str) -> Run | None:
@@ -211,11 +218,8 @@ def log_metrics(run_dir: str, rows: list[MetricRow]) -> None:
 
 
 def log_missing_epochs(run_dir: str, epochs: dict[int, dict[str, float]]) -> None:
-    """A resumed run: log the restored epochs that the interrupted attempt never delivered."""
-    session = sessions[run_dir]
-    logged = {metric.step for metric in session.client.get_metric_history(session.run_id, VAL_ACC)}
-    session.log_metrics([row for epoch, metrics in epochs.items() if epoch not in logged
-                         for row in metric_rows(metrics, epoch)])
+    """A resumed run: log the restored epochs that the interrupted attempt never delivered (Session.delivered)."""
+    sessions[run_dir].log_metrics([row for epoch, metrics in epochs.items() for row in metric_rows(metrics, epoch)])
 
 
 def log_artifact(run_dir: str, path: str, folder: str | None) -> None:
