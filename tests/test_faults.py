@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
 from mlflow_server import REPO
-from sweeplab.checkpoint import load_checkpoint
+from sweeplab.checkpoint import load_checkpoint, save_checkpoint
+from sweeplab.errors import UserError
+from sweeplab.train import resume_state
 
 pytestmark = pytest.mark.slow
 FAULTS = REPO / "tests" / "faults"
@@ -73,12 +76,40 @@ def the_score(metrics: dict[str, list[tuple[int, float]]]) -> dict[str, list[tup
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[int, float]]]:
+def uninterrupted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference run, keeping only best.pt once finished (keep_checkpoints changes nothing it trains)."""
     cwd = tmp_path_factory.mktemp("uninterrupted")
-    result = train(cwd, *QUICK, f"hydra.run.dir={cwd / 'run'}")
+    result = train(cwd, *QUICK, "trainer.keep_checkpoints=best", f"hydra.run.dir={cwd / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = all_runs(store(cwd))
-    return the_score(recorded(store(cwd), run.info.run_id))
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    (run,) = all_runs(store(uninterrupted_dir))
+    return the_score(recorded(store(uninterrupted_dir), run.info.run_id))
+
+
+def test_a_finished_run_keeps_what_keep_checkpoints_says_and_tells_its_story(uninterrupted_dir: Path) -> None:
+    run_dir = uninterrupted_dir / "run"
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["best.pt"]
+    story = (run_dir / "train.log").read_text()
+    assert "training mlp on digits (1150 train / 288 val / 359 test images) with Adam lr 0.001, batch 128" in story
+    assert [line.split(" - ", 1)[1].split(":")[0] for line in story.splitlines() if " - epoch " in line] == \
+        ["epoch 1 of 3", "epoch 2 of 3", "epoch 3 of 3"]
+    assert "FINISHED after" in story.splitlines()[-1] and "best val/acc" in story.splitlines()[-1]
+
+
+def test_a_resume_with_another_config_is_refused_naming_the_keys(tmp_path: Path, compose_train) -> None:
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
+    run_dir = f"paths.output_dir={tmp_path / 'run'}"  # what Hydra sets
+    save_checkpoint({"config": OmegaConf.to_container(compose_train([run_dir]), resolve=True)}, checkpoint)
+    assert resume_state(compose_train([run_dir, "trainer.progress=false", "tracking.enabled=false"]), checkpoint)
+    with pytest.raises(UserError) as refused:
+        resume_state(compose_train([run_dir, "optimizer.lr=0.1", "seed=3"]), checkpoint)
+    assert str(refused.value) == (f"{tmp_path / 'run'} was trained with another config (optimizer.lr 0.001 -> 0.1, "
+                                  "seed 0 -> 3): resume it with the config it started with, or start a new run in "
+                                  "another hydra.run.dir")
 
 
 def assert_complete(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
