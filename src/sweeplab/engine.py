@@ -20,6 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from sweeplab.device import autocast, grad_scaler
+from sweeplab.errors import UserError
 from sweeplab.rng import restore_rng_states, rng_states
 from sweeplab.vocabulary import (
     EPOCH_SECONDS,
@@ -34,8 +35,8 @@ from sweeplab.vocabulary import (
 )
 
 
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite: this run cannot recover."""
+class DivergedError(UserError):
+    """The loss became NaN or infinite: this run cannot recover (its lr or clipping can)."""
 
 
 @dataclass

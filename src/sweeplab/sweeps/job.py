@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
@@ -138,14 +137,14 @@ def failure_reason(error: Exception) -> str:
     """One line for the run's record: user mistakes and divergence as they are, memory with the fix."""
     if is_out_of_memory(error):
         return f"out of memory ({first_line(error)[:200]}): lower dataset.batch_size or use a smaller model"
-    if isinstance(error, (UserError, DivergedError)):
+    if isinstance(error, UserError):  # a DivergedError too
         return first_line(error)
     return typed_line(error)
 
 
 def report_failure(job: int | None, error: Exception, reason: str) -> None:
     """Expected failures as one line; anything else is a bug and keeps its traceback (in the job's log too)."""
-    if isinstance(error, (UserError, DivergedError)) or is_out_of_memory(error):
+    if isinstance(error, UserError) or is_out_of_memory(error):
         log.error(f"job {job} failed: {reason}")
     else:
         log.exception(f"job {job} failed: {reason}")
