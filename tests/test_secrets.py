@@ -16,9 +16,9 @@ from mlflow_server import free_port
 from sweeplab.cli import ui
 from sweeplab.compare import reproduce_command
 from sweeplab.errors import UserError
+from sweeplab.masking import masked, masked_override, masked_text
 from sweeplab.tracking import session, sweep
 from sweeplab.tracking.handle import RunSpec, SweepSpec
-from sweeplab.tracking.masking import masked, masked_override, masked_text
 from sweeplab.tracking.store import check_reachable
 from sweeplab.vocabulary import FINISHED, OVERRIDES_TAG, RUN_DIR_TAG
 

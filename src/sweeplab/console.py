@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.masking import masked_text
 
 progress_console = Console(stderr=True)  # live bars on stderr
 results_console = Console()  # results on stdout
@@ -86,6 +87,7 @@ def test_line(test: tuple[float, float] | None, best_epoch: int, val_split: str)
 
 
 def print_tracking_location(run_id: str, uri: str) -> None:
+    uri = masked_text(uri)
     results_console.print(f"MLflow run [bold]{run_id}[/bold] in {uri}: browse it with `sweeplab ui`, "
                           f"or `mlflow ui --backend-store-uri {uri}`")
 

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from sweeplab.masking import masked_text
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -47,7 +49,7 @@ def exit_on_user_error(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {masked_text(str(error))}", file=sys.stderr)  # a URI's credentials, a typed secret
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

@@ -7,6 +7,7 @@ artifacts, and the limits of MLflow's API. A leaf module (no imports): every lay
 # How a run or a sweep job ends: MLflow's RunStatus names, also what result.json says.
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 PRUNED = "PRUNED"  # result.json only: an Optuna trial its pruner stopped (its MLflow run ends FINISHED, tagged)
+NOT_STARTED = "NOT_STARTED"  # the end-of-sweep table only: a grid's job that an interrupted sweep never reached
 
 # Metrics. Per epoch:
 TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC = "train/loss", "train/acc", "val/loss", "val/acc"
@@ -70,6 +71,7 @@ OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.SweeplabOptunaSw
 
 # A run dir (outputs/<date>/<time>/, or multirun/<date>/<time>/<job>/):
 HYDRA_DIR = ".hydra"  # Hydra's config.yaml and overrides.yaml
+MASKED_HYDRA_DIR = ".hydra_masked"  # ... with secrets masked: what MLflow gets, when .hydra holds any
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 KEEP_ALL, KEEP_BEST, KEEP_NONE = "all", "best", "none"  # trainer.keep_checkpoints

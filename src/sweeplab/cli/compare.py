@@ -14,6 +14,7 @@ import json
 import sys
 
 from sweeplab.errors import UserError
+from sweeplab.masking import masked_text
 from sweeplab.tracking.store import check_reachable, resolve_uri
 from sweeplab.vocabulary import COMPARED
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(table.rows)
     elif args.aggregate:
-        print_aggregation(table, uri, args.wide)
+        print_aggregation(table, masked_text(uri), args.wide)
     else:
-        print_table(table, uri, args.wide)
+        print_table(table, masked_text(uri), args.wide)
     return 0

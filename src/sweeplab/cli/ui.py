@@ -9,7 +9,7 @@ import socket
 import sys
 
 from sweeplab.errors import UserError
-from sweeplab.tracking.masking import masked_text
+from sweeplab.masking import masked_text
 from sweeplab.tracking.store import is_http, resolve_uri
 
 LOOPBACK = "127.0.0.1"
@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
                             f"`sweeplab ui --port {args.port + 1}`")
     if warning := exposure_warning(args.host, args.port):
         print(warning, file=sys.stderr)
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     command = ui_command(uri, args.host, args.port)
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly

@@ -22,13 +22,13 @@ from omegaconf import DictConfig
 from sweeplab.errors import UserError, exit_on_user_error, typed_line
 from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
+from sweeplab.masking import masked_text
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.ending import ended, started
 from sweeplab.sweeps.preflight import check_sweep, planned_jobs, sweep_overrides
 from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.table import print_sweep_table
 from sweeplab.tracking.handle import SweepSpec
-from sweeplab.tracking.masking import masked_text
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.vocabulary import (
     EXPORT_DIR,

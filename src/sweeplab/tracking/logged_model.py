@@ -16,9 +16,9 @@ from mlflow.models import infer_signature
 from mlflow.utils import requirements_utils
 
 from sweeplab.errors import typed_line
+from sweeplab.masking import masked_text
 from sweeplab.tracking.client import client
 from sweeplab.tracking.handle import ExportRecord, metric_rows
-from sweeplab.tracking.masking import masked_text
 from sweeplab.tracking.session import Session, sessions
 from sweeplab.vocabulary import MODEL_ARTIFACT, MODEL_LOGGING_ERROR_TAG, ONNX_ARTIFACTS
 

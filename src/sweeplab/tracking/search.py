@@ -14,8 +14,8 @@ from matplotlib import pyplot
 from optuna.trial import TrialState
 
 from sweeplab.errors import typed_line
+from sweeplab.masking import masked_text
 from sweeplab.tracking.client import DELIVERY_ERRORS, client
-from sweeplab.tracking.masking import masked_text
 from sweeplab.vocabulary import SEARCH_ARTIFACTS
 
 

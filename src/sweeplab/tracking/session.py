@@ -4,7 +4,7 @@ The training process calls these functions through the recorder (sweeplab.tracki
 goes through `MlflowClient` with an explicit run id (no fluent active-run state), so the runs of a
 sequential sweep cannot leak into each other. If the tracking server goes away, training goes on:
 what could not be delivered is written to `mlflow_pending.json` in the run dir, with the command that
-uploads it (sweeplab.tracking.upload). Secrets are masked on their way out (sweeplab.tracking.masking).
+uploads it (sweeplab.tracking.upload). Secrets are masked on their way out (sweeplab.masking).
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from sweeplab.tracking import figures
-from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
-from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
-from sweeplab.tracking.masking import (
+from sweeplab.masking import (
     masked,
     masked_params,
     masked_tag,
@@ -31,6 +28,9 @@ from sweeplab.tracking.masking import (
     masked_text,
     masked_yaml_folder,
 )
+from sweeplab.tracking import figures
+from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
+from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.vocabulary import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from sweeplab.errors import UserError
-from sweeplab.tracking.masking import masked_text
+from sweeplab.masking import masked_text
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"

@@ -19,12 +19,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from sweeplab.aggregate import aggregate, best_config, seeds_vary
+from sweeplab.masking import masked_tags, masked_text
 from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import best_first, cell
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import ExportRecord, SweepSpec
 from sweeplab.tracking.logged_model import log_export_to_run
-from sweeplab.tracking.masking import masked_tags, masked_text
 from sweeplab.tracking.metadata import git_state
 from sweeplab.tracking.session import sweep_parents
 from sweeplab.vocabulary import (
