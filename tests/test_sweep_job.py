@@ -1,8 +1,12 @@
-"""A sweep job's pieces without running one: failure reasons, thread shares, result files."""
+"""A sweep job's pieces without running one: failure reasons, thread shares, result files, GPU slots."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from omegaconf import OmegaConf
 from sweeplab.engine import DivergedError
 from sweeplab.errors import UserError
 from sweeplab.hydra_job import job_threads, usable_cores
+from sweeplab.sweeps.gpu_slots import SLOTS_DIR
 from sweeplab.sweeps.job import failure_reason
 from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.vocabulary import FAILED, FINISHED
@@ -49,3 +54,31 @@ def test_a_result_file_round_trips_and_guards_its_dir(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"already holds a different job \(model, seed differ; it ran "):
         check_same_job(result, ["model=mlp", "optimizer.lr=0.1", "seed=1"], tmp_path)
     assert math.isnan(JobResult(FAILED, [], "val/acc", value=0.5).objective), "a failed trial is NaN to Optuna"
+
+
+HOLD_A_SLOT = """
+import json, sys, time
+from pathlib import Path
+from sweeplab.sweeps.gpu_slots import DeviceSlots
+with DeviceSlots(Path(sys.argv[1]), 2, poll_seconds=0.05).slot() as slot:
+    start = time.time()
+    time.sleep(float(sys.argv[2]))
+    print(json.dumps([slot, start, time.time()]))
+"""
+
+
+def test_overlapping_jobs_never_share_a_gpu_slot_and_a_killed_job_gives_its_back(tmp_path: Path) -> None:
+    """Five processes for two simulated GPUs, one of them SIGKILLed while it holds its slot."""
+    killed = subprocess.Popen([sys.executable, "-c", HOLD_A_SLOT, str(tmp_path), "60"])
+    while not (tmp_path / SLOTS_DIR).is_dir():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    killed.kill()
+    killed.wait()
+    jobs = [subprocess.Popen([sys.executable, "-c", HOLD_A_SLOT, str(tmp_path), "0.5"], stdout=subprocess.PIPE,
+                             text=True) for _ in range(4)]
+    held = [json.loads(job.communicate(timeout=60)[0]) for job in jobs]
+    assert sorted(slot for slot, _, _ in held) == [0, 0, 1, 1], "both slots used, the killed job's included"
+    for slot, start, end in held:
+        overlapping = [other for other in held if other[0] == slot and other[1] < end and start < other[2]]
+        assert len(overlapping) == 1, f"slot {slot} was held twice at once"

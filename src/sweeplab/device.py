@@ -12,13 +12,14 @@ from sweeplab.errors import UserError
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(kind: str) -> torch.device:
+def resolve_device(kind: str, gpu: int | None = None) -> torch.device:
+    """`gpu`: the CUDA device of a parallel sweep's job that holds one (sweeplab.sweeps.gpu_slots)."""
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if kind == "auto":
-        return torch.device(next(name for name, ok in available.items() if ok))
+        kind = next(name for name, ok in available.items() if ok)
     if not available[kind]:
         raise UserError(f"device={kind} was asked for but this machine has no usable {kind}: use device=cpu or auto")
-    return torch.device(kind)
+    return torch.device(kind, gpu) if kind == "cuda" and gpu is not None else torch.device(kind)
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:
@@ -27,6 +28,8 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
     gives the same run on a GPU too. The CPU's defaults are left as they are: its runs are reproducible anyway."""
     if device.type == "cpu":
         return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # what is allocated without a device lands on the job's GPU, not on cuda:0
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)

@@ -31,6 +31,7 @@ class HydraJob:
     pruner: dict | None = None  # ... and its pruner's config (its jobs report each epoch to their trial)
     threads: int | None = None  # torch threads for this job (None: torch's default, every core)
     in_launching_process: bool = False  # a sequential sweep: the next job trains while this one's record completes
+    gpu: int | None = None  # the GPU a parallel sweep's job holds (sweeplab.sweeps.gpu_slots); None: the default
 
 
 def current_hydra_job() -> HydraJob:

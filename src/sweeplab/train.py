@@ -84,7 +84,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     run_dir = Path(cfg.paths.output_dir)
     resumed = resume_state(cfg, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) if resume else None
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device.type)
+    device = resolve_device(cfg.device.type, job.gpu)
     configure_backends(device, cfg.trainer.deterministic)
     precision = resolve_precision(cfg.trainer.precision, device)
     environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())

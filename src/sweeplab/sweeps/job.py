@@ -9,6 +9,7 @@ result.json goes through the recorder, after the run's MLflow record: FINISHED m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
@@ -16,6 +17,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.run_log import log_outcome
+from sweeplab.sweeps.gpu_slots import DeviceSlots
 from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
 from sweeplab.vocabulary import (
     FAILED,
@@ -68,7 +71,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         write_result(str(run_dir), result)
         started = time.perf_counter()
         try:
-            scores = train(cfg, job, previous is not None, recorder)
+            with gpu_slot(cfg, job) as gpu:
+                scores = train(cfg, replace(job, gpu=gpu), previous is not None, recorder)
             result.value, result.test_acc = scores.best, scores.test_acc
             result.status = PRUNED if scores.pruned_at else FINISHED
         except KeyboardInterrupt:
@@ -92,6 +96,14 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
         return result.objective
 
     return run_job
+
+
+def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManager[int | None]:
+    """A sweep's job on a machine with several GPUs holds one of them while it trains (None: the default one)."""
+    gpus = torch.cuda.device_count()  # NVML's count: CUDA is not initialised by it
+    if not job.multirun or cfg.device.type not in ("auto", "cuda") or gpus < 2:
+        return contextlib.nullcontext(None)
+    return DeviceSlots(Path(job.sweep_dir), gpus).slot()  # type: ignore[arg-type]
 
 
 def resume_command(overrides: list[str], run_dir: Path) -> str:

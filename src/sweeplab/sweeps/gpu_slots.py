@@ -1,0 +1,52 @@
+"""One GPU per running job of a local parallel sweep: slots handed out as jobs start and given back as they end.
+
+joblib reuses its worker processes, so a job cannot be given a GPU through CUDA_VISIBLE_DEVICES (CUDA reads
+it once, when it starts in a process): it gets `cuda:<slot>` instead. A slot is an exclusive lock on a file
+in the sweep dir, which the operating system releases when the job's process ends, SIGKILLed or not, so no
+slot is ever lost; a job that finds every slot taken waits for one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+SLOTS_DIR = ".gpu_slots"
+
+
+class DeviceSlots:
+    def __init__(self, sweep_dir: Path, count: int, poll_seconds: float = 0.5):
+        self.folder = sweep_dir / SLOTS_DIR
+        self.count = count
+        self.poll_seconds = poll_seconds
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[int]:
+        """A free slot's number, held until the block ends."""
+        index, lock = self.acquire()
+        try:
+            yield index
+        finally:
+            lock.close()  # closing the file releases its lock
+
+    def acquire(self) -> tuple[int, IO]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        waiting = False
+        while True:
+            for index in range(self.count):
+                lock = (self.folder / f"{index}.lock").open("a")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return index, lock
+                except BlockingIOError:
+                    lock.close()
+            if not waiting:
+                log.info(f"all {self.count} GPUs are taken by this sweep's other jobs: waiting for one")
+                waiting = True
+            time.sleep(self.poll_seconds)
