@@ -150,8 +150,10 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(tmp_path
 
 
 def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Path, uninterrupted: dict) -> None:
-    """Killed as job 1 starts, while job 0's record may still be completing beside it."""
-    command = ["-m", "optimizer.lr=0.001,0.003", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    """Killed as job 1 starts, while job 0's record may still be completing beside it; keep_checkpoints=none leaves
+    no checkpoint once the sweep is done (jobs cut off keep theirs until then)."""
+    command = ["-m", "optimizer.lr=0.001,0.003", *QUICK, "trainer.keep_checkpoints=none",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     killed = train(tmp_path, *command, kill_at={"process": "train", "call": "sweeplab.data:build_data", "nth": 2})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     client = store(tmp_path)
@@ -166,3 +168,4 @@ def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Pa
     assert the_score(metrics[0]) == uninterrupted, "job 0 is the uninterrupted run's config"
     results = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/result.json")]
     assert [result["status"] for result in results] == ["FINISHED", "FINISHED"]
+    assert not list((tmp_path / "sweep").glob("*/checkpoints/*.pt"))

@@ -24,6 +24,7 @@ from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.masking import masked_text
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
+from sweeplab.sweeps.disk import discard_sweep_checkpoints
 from sweeplab.sweeps.ending import ended, started
 from sweeplab.sweeps.preflight import check_sweep, planned_jobs, sweep_overrides
 from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
@@ -33,6 +34,7 @@ from sweeplab.tracking.store import check_reachable, experiment_name, resolve_ur
 from sweeplab.vocabulary import (
     EXPORT_DIR,
     EXPORTED_JOB_TAG,
+    KEEP_NONE,
     NOT_STARTED,
     OPTIMIZED_TAG,
     OPTUNA_SWEEPER,
@@ -155,6 +157,8 @@ class SweepRecord(Callback):
         if config.export.onnx and best is not None and not interrupted:
             if export_best_job(config, best, parent_id):
                 tags[EXPORTED_JOB_TAG] = str(best.job)
+        if config.trainer.keep_checkpoints == KEEP_NONE and not interrupted:
+            discard_sweep_checkpoints(Path(config.hydra.sweep.dir))
         if parent_id is not None:
             if config.hydra.sweeper._target_ == OPTUNA_SWEEPER and not interrupted:
                 recorder.submit("sweeplab.tracking.search:log_search_insight", self.uri, parent_id,
