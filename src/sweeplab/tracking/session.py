@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from sweeplab.atomic import write_text_atomically
 from sweeplab.masking import (
     masked,
     masked_params,
@@ -152,7 +153,7 @@ class Session:
             "artifacts": self.pending_artifacts,
         }
         path = self.run_dir / PENDING_FILE
-        path.write_text(json.dumps(pending, indent=1))
+        write_text_atomically(path, json.dumps(pending, indent=1))  # a kill mid-write leaves no half file
         print(
             f"warning: tracking server {masked_text(self.client.tracking_uri)} went away or failed mid-run; "
             f"{len(self.pending_metrics)} metrics and {len(self.pending_artifacts)} artifacts kept in {path}: "
