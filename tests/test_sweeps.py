@@ -148,17 +148,13 @@ def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> No
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "KILLED" and children[1].info.status == "KILLED"
 
-
-def test_a_killed_single_run_resumes_in_its_run_dir(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    command = ["trainer.epochs=8", "dataset.batch_size=32", f"hydra.run.dir={run_dir}"]
-    kill_when(start_training(tmp_path, *command), run_dir / "checkpoints" / "last.pt")
-    result = train(*QUICK, *command, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming {run_dir} after epoch" in result.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert run.info.status == "FINISHED" and epochs_logged(client, run.info.run_id) == list(range(1, 9))
+    resumed = train(*command, *QUICK, cwd=tmp_path)  # the line's advice: the same command, the same sweep dir
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"} and len(results(sweep_dir)) == 4
+    client, parent_after, after = sweep_runs(tmp_path)
+    assert parent_after.info.run_id == parent.info.run_id and parent_after.info.status == "FINISHED"
+    assert after[1].info.run_id == children[1].info.run_id and after[1].info.status == "FINISHED"
+    assert epochs_logged(client, after[1].info.run_id) == list(range(1, 31)), "every epoch once"
 
 
 def test_submitit_local_runs_the_sweep_in_its_own_processes(tmp_path: Path) -> None:
