@@ -5,6 +5,7 @@ while the run dir keeps what the user typed. And `sweeplab ui --host` warns once
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from mlflow_server import free_port
 from sweeplab.cli import ui
 from sweeplab.compare import reproduce_command
 from sweeplab.errors import UserError
-from sweeplab.masking import masked, masked_override, masked_text
+from sweeplab.masking import MaskingFilter, masked, masked_override, masked_text
 from sweeplab.tracking import session, sweep
 from sweeplab.tracking.handle import RunSpec, SweepSpec
 from sweeplab.tracking.store import check_reachable
@@ -129,3 +130,21 @@ def test_ui_stays_on_this_machine_by_default(tmp_path: Path, monkeypatch, capsys
     (command,) = started
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert capsys.readouterr().err == ""
+
+
+def test_log_lines_go_out_masked_through_the_handlers_train_yaml_configures(tmp_path: Path) -> None:
+    """Hydra's launcher logs each job's overrides; train.log and the terminal get them masked."""
+    hydra = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "train.yaml").read_text())["hydra"]
+    for config, handlers in ((hydra["hydra_logging"], ["console"]), (hydra["job_logging"], ["console", "file"])):
+        assert config["filters"]["secrets"]["()"] == "sweeplab.masking.MaskingFilter"
+        assert all(config["handlers"][name]["filters"] == ["secrets"] for name in handlers)
+    handler = logging.FileHandler(tmp_path / "train.log")
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("test_secrets.launcher")
+    logger.addHandler(handler)
+    try:
+        logger.warning("#%d : %s", 0, "+db.password=hunter2 tracking.uri=http://alice:s3cret@host:5000 seed=1")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "train.log").read_text() == "#0 : +db.password=*** tracking.uri=http://***@host:5000 seed=1\n"

@@ -8,6 +8,7 @@ keeps what the user typed (Hydra writes it before any of this runs).
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from collections.abc import Mapping
@@ -82,3 +83,12 @@ def masked_yaml_folder(folder: Path, copy: Path) -> Path:
     for name, document in documents.items():
         (copy / name).write_text(yaml.safe_dump(masked(document), sort_keys=False))
     return copy
+
+
+class MaskingFilter(logging.Filter):
+    """Log lines masked as they are written (conf/train.yaml puts it on Hydra's and the job's handlers):
+    Hydra's launcher logs each job's overrides, secrets and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = masked_text(record.getMessage()), ()
+        return True
