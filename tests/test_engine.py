@@ -151,6 +151,15 @@ def test_early_stopping_stops_when_the_metric_stalls() -> None:
     assert len(history) == 3 and tracker.best_epoch == 1
 
 
+def test_an_early_stopped_run_cut_off_before_its_record_resumes_without_training_further(tmp_path: Path) -> None:
+    tracker = BestTracker("val/acc", "max")
+    checkpointer, stopper = Checkpointer(tmp_path, tracker, {}), EarlyStopping(tracker, patience=2)
+    history = make_trainer(epochs=10, lr=1e-12, callbacks=[tracker, checkpointer, stopper]).fit()
+    resumed = make_trainer(epochs=10, lr=1e-12)
+    resumed.load_state_dict(load_state_file(tmp_path / LAST))
+    assert resumed.fit() == history and resumed.epoch == 3
+
+
 def test_early_stopping_waits_while_the_metric_improves() -> None:
     tracker = BestTracker("val/loss", "min")
     stopper, trainer = EarlyStopping(tracker, patience=2), SimpleNamespace(epochs=10)

@@ -44,14 +44,22 @@ class Checkpointer(Callback):
     def on_train_batch_end(self, trainer: Trainer) -> None:
         inside_epoch = trainer.current is not None and trainer.current.batches < trainer.steps_per_epoch
         if self.every_n_steps and trainer.step % self.every_n_steps == 0 and inside_epoch:
-            last = trainer.history[-1].as_dict() if trainer.history else {}
-            save_checkpoint({**trainer.state_dict(), **self.metadata, "metrics": last}, self.folder / LAST_CHECKPOINT)
+            self.save_last(trainer)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict()}
-        save_checkpoint(payload, self.folder / LAST_CHECKPOINT)
+        self.save_last(trainer, metrics)
         if self.tracker.best_epoch == metrics.epoch:
             copy_checkpoint(self.folder / LAST_CHECKPOINT, self.folder / BEST_CHECKPOINT)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if trainer.stopped:  # decided after this epoch's checkpoint: a resume must know, or it trains on
+            self.save_last(trainer)
+
+    def save_last(self, trainer: Trainer, metrics: EpochMetrics | None = None) -> None:
+        """`metrics`: the epoch's, by default the last completed one's."""
+        metrics = metrics or (trainer.history[-1] if trainer.history else None)
+        payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict() if metrics else {}}
+        save_checkpoint(payload, self.folder / LAST_CHECKPOINT)
 
 
 class EarlyStopping(Callback):

@@ -100,6 +100,7 @@ class Trainer:
     step: int = 0  # optimizer steps taken
     history: list[EpochMetrics] = field(default_factory=list)
     current: EpochSoFar | None = None  # the epoch being trained; None between epochs
+    stopped: bool = False  # a callback ended training early (early stopping, pruning): a resume trains no further
 
     def __post_init__(self) -> None:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
@@ -113,12 +114,11 @@ class Trainer:
     def fit(self) -> list[EpochMetrics]:
         self._notify("on_fit_start")
         try:
-            while self.epoch < self.epochs:
+            while self.epoch < self.epochs and not self.stopped:
                 metrics = self.run_epoch()
                 self.history.append(metrics)
                 stops = [callback.on_epoch_end(self, metrics) for callback in self.callbacks]
-                if any(stops):
-                    break
+                self.stopped = any(stops)
         finally:
             self._notify("on_fit_end")
         return self.history
@@ -213,6 +213,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
+            "stopped": self.stopped,
             "history": [asdict(m) for m in self.history],
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "order": self.current.order if self.current else self.train_batches.state_dict(),
@@ -227,7 +228,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
-        self.epoch, self.step = state["epoch"], state["step"]
+        self.epoch, self.step, self.stopped = state["epoch"], state["step"], state.get("stopped", False)
         self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
         if self.ema:
             self.ema.load_state_dict(state["ema"])

@@ -32,9 +32,10 @@ class TrialPruning(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """A resumed trial: report its restored epochs (the last may have been checkpointed, then cut off
-        before it was reported)."""
+        before it was reported), and know whether it was pruned then (its checkpoint says it stopped)."""
         for metrics in trainer.history:
             self.report(metrics)
+        self.pruned_at = self.storage.get_trial(self.trial_id).user_attrs.get(PRUNED_AT)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         self.report(metrics)
