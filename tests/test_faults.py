@@ -16,12 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
+from PIL import Image
 
 from mlflow_server import REPO
 from sweeplab.checkpoint import load_checkpoint, save_checkpoint
+from sweeplab.cli.main import main
 from sweeplab.errors import UserError
 from sweeplab.train import resume_state
 
@@ -149,9 +152,10 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_result(tmp_path
         assert len(client.search_model_versions("name='faults'")) == 1, "one registered version"
 
 
-def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Path, uninterrupted: dict) -> None:
+def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Path, uninterrupted: dict,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed as job 1 starts, while job 0's record may still be completing beside it; keep_checkpoints=none leaves
-    no checkpoint once the sweep is done (jobs cut off keep theirs until then)."""
+    no checkpoint once the sweep is done (jobs cut off keep theirs until then), and MLflow's copy serves."""
     command = ["-m", "optimizer.lr=0.001,0.003", *QUICK, "trainer.keep_checkpoints=none",
                f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     killed = train(tmp_path, *command, kill_at={"process": "train", "call": "sweeplab.data:build_data", "nth": 2})
@@ -169,3 +173,13 @@ def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Pa
     results = [json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/result.json")]
     assert [result["status"] for result in results] == ["FINISHED", "FINISHED"]
     assert not list((tmp_path / "sweep").glob("*/checkpoints/*.pt"))
+
+    # With no checkpoint left in the run dirs, export and predict fetch best.pt from the MLflow run.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run_id, uri = children[0].info.run_id, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["export", run_id, "--uri", uri]) == 0
+    assert (elsewhere / "downloaded_runs" / run_id / "export" / "model.onnx").is_file()
+    Image.fromarray(np.full((8, 8), 128, dtype=np.uint8)).save(elsewhere / "digit.png")
+    assert main(["predict", "--run", run_id, "--uri", uri, str(elsewhere / "digit.png")]) == 0

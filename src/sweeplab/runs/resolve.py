@@ -11,13 +11,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from sweeplab.checkpoint import checkpoint_in
-from sweeplab.errors import UserError
+from sweeplab.errors import UserError, first_line
 from sweeplab.tracking.store import check_reachable, resolve_uri
 from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")
 LISTED = 5  # candidates named in an ambiguous-prefix error
+DOWNLOADED_RUNS = "downloaded_runs"  # where the checkpoints of runs trained elsewhere are put
 
 
 @dataclass
@@ -85,6 +86,17 @@ def mlflow_run_checkpoint(text: str, tracking_uri: str | None) -> RunTarget:
     if RUN_DIR_TAG not in tags:
         raise UserError(f"MLflow run {run_id} has no {RUN_DIR_TAG} tag (not a sweeplab run?): pass its run dir")
     run_dir = Path(tags[RUN_DIR_TAG])
-    if not run_dir.is_dir():
-        raise UserError(f"MLflow run {run_id} ran in {run_dir}, which is not on this machine: copy it here and pass it")
-    return RunTarget(checkpoint_in(run_dir), run_id, uri)
+    if (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT).is_file():
+        return RunTarget(checkpoint_in(run_dir), run_id, uri)
+    return RunTarget(downloaded_checkpoint(client, run_id, run_dir), run_id, uri)
+
+
+def downloaded_checkpoint(client: MlflowClient, run_id: str, run_dir: Path) -> Path:
+    """A run trained elsewhere (or whose checkpoints were discarded): its best.pt from the run's artifacts, into
+    ./downloaded_runs/<run id>/ (its export goes beside it)."""
+    artifact = f"{CHECKPOINTS_DIR}/{BEST_CHECKPOINT}"
+    try:
+        return Path(client.download_artifacts(run_id, artifact, str(Path(DOWNLOADED_RUNS) / run_id)))
+    except (MlflowException, OSError) as error:
+        raise UserError(f"MLflow run {run_id} ran in {run_dir}, which holds no {artifact} here, and its {artifact} "
+                        f"artifact cannot be read ({first_line(error)}): copy its run dir here and pass it") from None
