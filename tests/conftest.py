@@ -23,8 +23,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `paths.data_dir` holding every file-backed data set: CIFAR-10, MNIST, FashionMNIST, hymenoptera."""
     root = tmp_path_factory.mktemp("data")
     write_cifar10(root, per_batch=16, test_size=20)  # 8 validation images (a tenth): what export checks on
-    write_mnist(root, "MNIST", train_size=32, test_size=16, seed=1)
-    write_mnist(root, "FashionMNIST", train_size=32, test_size=16, seed=2)
+    # 100 images: enough for a model to beat chance in an epoch or three, on 40 test images that can tell
+    write_mnist(root, "MNIST", train_size=100, test_size=40, seed=1)
+    write_mnist(root, "FashionMNIST", train_size=100, test_size=40, seed=2)
     write_image_folder(root / "hymenoptera_data", seed=3)
     return root
 

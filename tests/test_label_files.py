@@ -15,7 +15,7 @@ from sweeplab.data.digest import split_digest
 from sweeplab.data.label_files import load_label_files
 from sweeplab.data.sources import NO_TEST_SPLIT
 from sweeplab.errors import UserError
-from test_train_e2e import QUIET, assert_one_line_error, run_train, trained
+from test_train_e2e import QUIET, accuracy, assert_above_chance, assert_one_line_error, run_train, trained
 
 
 @pytest.fixture(scope="module")
@@ -196,10 +196,12 @@ def test_a_path_and_a_size_are_required(train_only: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_py_trains_on_label_files_and_refuses_a_broken_tree(tmp_path: Path, with_val: Path) -> None:
-    overrides = ["dataset=label_files", "dataset.image_size=16", "trainer.epochs=1", "tracking.log_model=false", *QUIET]
-    checkpoint = trained(tmp_path, f"dataset.path={with_val}", *overrides)  # the default 2 DataLoader workers
+def test_train_py_learns_label_files_and_refuses_a_broken_tree(tmp_path: Path, with_val: Path) -> None:
+    overrides = ["dataset=label_files", "dataset.image_size=16", "tracking.log_model=false", *QUIET]
+    # the default 2 DataLoader workers; 3 epochs of batches of 4: what it takes to learn the 24 images
+    checkpoint = trained(tmp_path, f"dataset.path={with_val}", "trainer.epochs=3", "dataset.batch_size=4", *overrides)
     assert checkpoint["classes"] == ["ants", "bees"] and checkpoint["input"]["shape"] == [3, 16, 16]
+    assert_above_chance(accuracy(tmp_path / "run"), 2)
     broken = tmp_path / "broken"
     write_label_files(broken, per_class={"train": 3})
     offending = unlabelled_image(broken)
