@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlflow_server import train
@@ -76,14 +77,20 @@ def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> No
         assert (trial.state.name == "PRUNED") == (epochs[trial.number] < 3)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
-def test_every_sampler_runs_a_search(tmp_path: Path, sampler: str) -> None:
+@pytest.mark.parametrize(("sampler", "target"), [("tpe", "optuna.samplers.TPESampler"),
+                                                 ("random", "optuna.samplers.RandomSampler"),
+                                                 ("cmaes", "optuna.samplers.CmaEsSampler")])
+def test_every_sampler_runs_a_search(tmp_path: Path, sampler: str, target: str) -> None:
+    """The search ran with the sampler asked for (a study loaded back gets Optuna's default, TPE, whatever ran it:
+    the Hydra config each trial recorded says which)."""
     result = train("-m", "hparams_search=digits_mlp", f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=2",
-                   "trainer.epochs=1", *UNTRACKED, cwd=tmp_path)
+                   "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 'search'}", *UNTRACKED, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     searched = study(tmp_path, "digits_mlp")
     assert [t.state.name for t in searched.trials] == ["COMPLETE", "COMPLETE"]
-    assert type(searched.sampler).__name__ in ("TPESampler", "RandomSampler", "CmaEsSampler")
+    for trial in ("0", "1"):
+        assert OmegaConf.load(tmp_path / "search" / trial / ".hydra" / "hydra.yaml").hydra.sweeper.sampler._target_ \
+            == target
 
 
 def test_a_changed_search_space_is_refused_and_a_foreign_target_too(tmp_path: Path) -> None:
