@@ -42,35 +42,57 @@ class MlflowServer:
             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
             "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1",
         ]
-        log = (self.folder / "server.log").open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        with (self.folder / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        try:
+            self.wait_until_healthy(timeout)
+        except BaseException:  # a server that never answered is not left running
+            self.stop(signal.SIGKILL)
+            raise
+        return self
+
+    def wait_until_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
             try:
                 if requests.get(f"{self.uri}/health", timeout=2).ok:
-                    return self
+                    return
             except requests.RequestException:
                 time.sleep(0.5)
         raise RuntimeError(f"mlflow server did not answer on {self.uri} within {timeout} s")
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop the server and its uvicorn workers (its own process group, started above); SIGKILL: a crash."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, how)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            stop_group(self.process, how)
+
+
+def stop_group(process: subprocess.Popen, how: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signal the process group a `start_new_session=True` child leads, then SIGKILL what is left after `timeout`
+    (the group too: workers outlive a leader that exited)."""
+    try:
+        os.killpg(process.pid, how)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:  # the group is gone already
+        pass
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"), free_port()).start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def train(*overrides: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from mlflow_server import free_port, train
+from mlflow_server import free_port, stop_group, train
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,7 +25,14 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
         f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--window-size=1400,900", *mode, url,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    browser = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        out, err = browser.communicate(timeout=120)
+    finally:  # a browser that hangs or fails leaves no renderer or GPU process behind
+        stop_group(browser, timeout=10)
+    assert browser.returncode == 0, err[-3000:]
+    return out
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="run scripts/install-test-deps.sh (Debian's chromium)")
@@ -48,8 +53,7 @@ def test_ui_shows_a_sweep_as_one_parent_run_in_a_browser(tmp_path: Path) -> None
         chromium(page, tmp_path / "profile", f"--screenshot={screenshot}")
         dom = chromium(page, tmp_path / "profile", "--dump-dom")
     finally:
-        os.killpg(ui.pid, signal.SIGTERM)  # the UI and its uvicorn workers: their own session, started above
-        ui.wait(timeout=30)
+        stop_group(ui, timeout=30)  # the UI and its uvicorn workers: their own session, started above
     assert screenshot.stat().st_size > 10_000
     assert "sweeplab-digits" in dom and f"sweep {SWEEP_DIR}" in dom, "the parent run is listed"
     assert "<strong>3</strong> matching runs" in dom, "the parent and its two children"
