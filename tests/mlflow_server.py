@@ -16,8 +16,6 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-# Fail fast when a test stops the server on purpose (MLflow retries for minutes by default).
-FAST_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def free_port() -> int:

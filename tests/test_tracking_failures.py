@@ -41,10 +41,25 @@ def test_unreachable_server_is_one_line_before_training(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.pt")) and time.monotonic() - started < 60
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_training_left_behind():
+    """A failing assert must not leave train.py running (its recorder ends with it)."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def start_training(uri: str, experiment: str, cwd: Path, *overrides: str) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", f"tracking.uri={uri}",
                f"tracking.experiment={experiment}", "tracking.flush_seconds=0", *QUICK, *overrides]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return STARTED[-1]
 
 
 def wait_for_epochs(client: MlflowClient, experiment: str, epochs: int, timeout: float = 120) -> str:
