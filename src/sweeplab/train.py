@@ -132,7 +132,8 @@ class ShareCores(Callback):
 
     torch's threads wait for the slowest of them at every op: one that shares its core with the recorder
     slows every step (measured: a sweep of the default run 1.15x faster this way on 2 cores). The thread
-    count changes the last bits of some sums, so runs under trainer.deterministic keep theirs.
+    count changes the last bits of some sums, and when the recorder is busy depends on timing: so single
+    runs, and runs under trainer.deterministic, keep theirs (a run is reproducible bit for bit).
     """
 
     def __init__(self, recorder: Recorder | Inline):
