@@ -126,7 +126,7 @@ def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: Hy
     a single run raises; a sweep job's are logged with their traceback, and the sweep goes on.
     """
     recorder.submit(WRITE_RESULT, run_dir, result)
-    if result.status in (FINISHED, PRUNED) and keep != KEEP_ALL:
+    if result.status in ENDED and keep != KEEP_ALL:
         recorder.submit(DISCARD_CHECKPOINTS, run_dir, keep)
     if job.in_launching_process and result.status != KILLED:
         return []
