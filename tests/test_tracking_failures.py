@@ -147,16 +147,21 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTP
 
 
 class FailingProxy(BaseHTTPRequestHandler):
-    """Passes requests on to a real MLflow server until `failing` is set, then answers HTTP 500 to all."""
+    """Passes requests on to a real MLflow server until one carries the second epoch's val/acc, then answers
+    HTTP 500 to that one and all that follow: the outage always falls mid-run, however slow the machine."""
 
     target = ""
     failing = threading.Event()
+    failing_since = 0.0
 
     def relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.failing.is_set() and self.carries_second_epoch(body):
+            type(self).failing_since = time.monotonic()
+            self.failing.set()
         if self.failing.is_set():
             self.send_error(500, "Internal Server Error")
             return
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {key: value for key, value in self.headers.items() if key.lower() not in ("host", "authorization")}
         answer = requests.request(self.command, self.target + self.path, data=body, headers=headers, timeout=60)
         self.send_response(answer.status_code)
@@ -165,6 +170,14 @@ class FailingProxy(BaseHTTPRequestHandler):
                 self.send_header(key, str(len(answer.content)) if key == "Content-Length" else answer.headers[key])
         self.end_headers()
         self.wfile.write(answer.content)
+
+    @staticmethod
+    def carries_second_epoch(body: bytes) -> bool:
+        try:
+            metrics = json.loads(body).get("metrics", [])
+        except (ValueError, AttributeError):
+            return False
+        return any(metric["key"] == "val/acc" and int(metric.get("step", 0)) >= 2 for metric in metrics)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = relay
 
@@ -183,20 +196,19 @@ def test_a_server_answering_errors_mid_run_costs_one_warning_and_keeps_the_recor
         uri = f"http://alice:{secret}@127.0.0.1:{proxy.server_port}"
         process = start_training(uri, "errors", tmp_path, "trainer.epochs=2")
         try:
-            run_id = wait_for_epochs(MlflowClient(mlflow_server.uri), "errors", 1)
-            FailingProxy.failing.set()
-            failing_since = time.monotonic()
             _, stderr = process.communicate(timeout=240)
         finally:
             process.kill()
-        seconds = time.monotonic() - failing_since
+        seconds = time.monotonic() - FailingProxy.failing_since
+    (run,) = runs_of(MlflowClient(mlflow_server.uri), "errors")
     assert process.returncode == 0, stderr[-3000:]
     (pending,) = tmp_path.glob("outputs/*/*/mlflow_pending.json")
     line = one_warning(stderr)
     assert line.startswith(f"warning: tracking server http://***@127.0.0.1:{proxy.server_port} went away or failed")
     assert line.endswith(f"`python -m sweeplab.tracking.upload {pending}`") and secret not in stderr
     kept = json.loads(pending.read_text())
-    assert kept["run_id"] == run_id and kept["status"] == "FINISHED" and kept["metrics"]
+    assert kept["run_id"] == run.info.run_id and kept["status"] == "FINISHED"
+    assert any(key == "val/acc" and step == 2 for key, _, _, step in kept["metrics"])
     assert seconds < 120, f"{seconds:.0f} s from the first HTTP 500 to the end of the run's second (last) epoch"
 
 
