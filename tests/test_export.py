@@ -89,8 +89,9 @@ def test_export_after_the_fact_from_run_dir_and_checkpoint(trained_run, tmp_path
 
 @pytest.mark.slow
 def test_parity_failure_raises_after_writing_the_files(trained_run, tmp_path: Path) -> None:
+    """The cnn: onnxruntime computes some MLPs bit for bit as torch does, on some CPUs, and its convolutions not."""
     with pytest.raises(ExportParityError, match="disagrees with PyTorch") as caught:
-        export_onnx(trained_run("mlp") / "checkpoints" / "best.pt", tmp_path, tolerance=1e-12, num_images=64)
+        export_onnx(trained_run("cnn") / "checkpoints" / "best.pt", tmp_path, tolerance=1e-12, num_images=64)
     assert caught.value.metrics["onnx/max_abs_diff"] > 1e-12
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.preprocessing.json").is_file()
 

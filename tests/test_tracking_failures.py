@@ -241,8 +241,10 @@ def test_an_unreachable_server_stops_a_sweep_before_any_job(tmp_path: Path) -> N
 
 
 def test_export_parity_failure_marks_the_run_failed_and_keeps_its_files(tmp_path: Path) -> None:
-    """A 1e-12 tolerance is below float32 rounding: the run fails loudly, with everything logged."""
-    result = train("trainer.epochs=1", "tracking.log_model=false", "export.tolerance=1e-12", cwd=tmp_path)
+    """A 1e-12 tolerance is below float32 rounding: the run fails loudly, with everything logged. (The cnn: on some
+    CPUs onnxruntime computes the MLP bit for bit as torch does, its convolutions not.)"""
+    result = train("trainer.epochs=1", "model=cnn", "tracking.log_model=false", "export.tolerance=1e-12",
+                   cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: the ONNX model disagrees with PyTorch")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
