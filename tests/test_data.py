@@ -27,6 +27,7 @@ from sweeplab.data.sources import (
     seeded_split,
 )
 from sweeplab.errors import UserError
+from sweeplab.ranks import Ranks
 
 CPU = torch.device("cpu")
 
@@ -380,6 +381,28 @@ class RandomlyAugmented(torch.utils.data.Dataset):
 def epochs_of(batches, count: int, start: int = 0) -> list[list[torch.Tensor]]:
     first = [torch.cat([torch.flatten(images) for images, _ in batches.batches_from(start)])]
     return first + [torch.cat([torch.flatten(images) for images, _ in batches]) for _ in range(count - 1)]
+
+
+@pytest.mark.parametrize("kind", ["tensors", "folder"])
+@pytest.mark.parametrize("shuffle", [True, False], ids=["train", "eval"])
+def test_torchrun_ranks_take_their_slice_of_every_batch(kind: str, shuffle: bool) -> None:
+    """Under torchrun every rank draws the one-process order and takes its part of each batch: together the ranks
+    see each batch of a plain run, an image (and its augmentation) once each; a resumed rank starts mid-epoch too."""
+    def batches(ranks: Ranks | None = None):
+        made = TensorBatches(TensorDataset(torch.arange(12).view(12, 1, 1, 1), torch.arange(12)), 4, shuffle, CPU, 0) \
+            if kind == "tensors" else LoaderBatches(RandomlyAugmented(), 4, shuffle, CPU, seed=0, workers=0)
+        return made.sharded(ranks) if ranks else made
+
+    whole, ranks = list(batches()), [list(batches(Ranks(rank, 2, rank))) for rank in range(2)]
+    assert len(whole) == len(ranks[0]) == len(ranks[1]) == 3
+    for (images, labels), *parts in zip(whole, *ranks, strict=True):
+        assert [len(part[1]) for part in parts] == [2, 2]
+        assert torch.equal(labels, torch.cat([part[1] for part in parts]))
+        if shuffle or kind == "tensors":  # unshuffled folder images are drawn from the global RNG as they come
+            assert torch.equal(images, torch.cat([part[0] for part in parts]))
+    if shuffle:
+        resumed = [labels for _, labels in batches(Ranks(1, 2, 1)).batches_from(1)]
+        assert all(torch.equal(a, b[1]) for a, b in zip(resumed, ranks[1][1:], strict=True))
 
 
 def test_folder_batches_draw_the_same_order_and_augmentation_whatever_the_workers_and_resume() -> None:

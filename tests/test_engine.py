@@ -104,6 +104,26 @@ def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     assert reads_in_an_epoch(4) == reads_in_an_epoch(16)  # 32 steps, 8 steps
 
 
+def test_accumulated_micro_batches_take_the_step_of_the_whole_batch() -> None:
+    """trainer.accumulate_grad_batches=3: each batch of 16 in 3 micro-batches (6, 5, 5), the same update as the whole
+    batch in one pass, to float rounding (with SGD, which a wrongly weighted sum of gradients would not fool)."""
+    def trained(accumulate: int) -> Trainer:
+        trainer = make_trainer(epochs=2, accumulate=accumulate)
+        trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.1, momentum=0.9)
+        trainer.scheduler = torch.optim.lr_scheduler.ConstantLR(trainer.optimizer, factor=1.0, total_iters=0)
+        trainer.fit()
+        return trainer
+
+    whole, accumulated = trained(1), trained(3)
+    assert whole.step == accumulated.step == 16
+    for expected, parameter in zip(whole.model.parameters(), accumulated.model.parameters(), strict=True):
+        torch.testing.assert_close(parameter, expected, rtol=1e-5, atol=1e-6)
+    for expected, epoch in zip(whole.history, accumulated.history, strict=True):
+        assert epoch.train_loss == pytest.approx(expected.train_loss, rel=1e-5)
+        assert epoch.train_acc == expected.train_acc and epoch.val_acc == expected.val_acc
+    assert whole.history[-1].train_loss < whole.history[0].train_loss
+
+
 def test_a_step_the_gradient_scaler_skips_does_not_advance_the_schedule() -> None:
     """fp16's scaler (real, on the CPU here) skips steps whose scaled gradients overflow; so must the schedule."""
     trainer = make_trainer(epochs=1)

@@ -33,13 +33,19 @@ class BestTracker(Callback):
 
 class Checkpointer(Callback):
     """Writes last.pt every epoch (and every `every_n_steps` steps inside one, if set) and best.pt whenever the
-    optimized metric improves."""
+    optimized metric improves.
 
-    def __init__(self, folder: Path, tracker: BestTracker, metadata: dict[str, Any], every_n_steps: int = 0):
+    Under torchrun every rank has one, since a checkpoint gathers every rank's random states; only rank 0's
+    `writes`.
+    """
+
+    def __init__(self, folder: Path, tracker: BestTracker, metadata: dict[str, Any], every_n_steps: int = 0,
+                 writes: bool = True):
         self.folder = folder
         self.tracker = tracker
         self.metadata = metadata  # config, classes, input description, threads: what later tools need
         self.every_n_steps = every_n_steps
+        self.writes = writes
 
     def on_train_batch_end(self, trainer: Trainer) -> None:
         inside_epoch = trainer.current is not None and trainer.current.batches < trainer.steps_per_epoch
@@ -48,7 +54,7 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.save_last(trainer, metrics)
-        if self.tracker.best_epoch == metrics.epoch:
+        if self.tracker.best_epoch == metrics.epoch and self.writes:
             copy_checkpoint(self.folder / LAST_CHECKPOINT, self.folder / BEST_CHECKPOINT)
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -59,7 +65,8 @@ class Checkpointer(Callback):
         """`metrics`: the epoch's, by default the last completed one's."""
         metrics = metrics or (trainer.history[-1] if trainer.history else None)
         payload = {**trainer.state_dict(), **self.metadata, "metrics": metrics.as_dict() if metrics else {}}
-        save_checkpoint(payload, self.folder / LAST_CHECKPOINT)
+        if self.writes:
+            save_checkpoint(payload, self.folder / LAST_CHECKPOINT)
 
 
 class EarlyStopping(Callback):

@@ -5,10 +5,15 @@ bars, checkpoints, early stopping, tracking) is a `Callback`. Metrics are accumu
 device and read back only at logging steps and epoch ends, so the GPU is never stalled per batch.
 `state_dict()` holds everything, random states and the epoch so far included, to continue from any
 step as if training had never stopped.
+
+Under torchrun (`ranks`) the model is DistributedDataParallel's and each rank's batches are its shard of
+every batch: the loop adds only the sums of its epoch metrics over ranks, at the epoch's end, and every
+rank's random states to its state_dict.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -17,10 +22,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from sweeplab import distributed
 from sweeplab.device import autocast, grad_scaler
 from sweeplab.errors import UserError
+from sweeplab.ranks import Ranks
 from sweeplab.rng import restore_rng_states, rng_states
 from sweeplab.vocabulary import (
     EPOCH_SECONDS,
@@ -95,6 +103,8 @@ class Trainer:
     log_every_n_steps: int = 50
     ema: AveragedModel | None = None  # updated after every step
     mix: Any = None  # float batch, labels -> mixed batch, soft targets (sweeplab.data.augment.BatchMixing)
+    accumulate: int = 1  # each batch as this many micro-batches, their gradients summed: one step, less memory
+    ranks: Ranks | None = None  # torchrun's processes, when this is one of them
     callbacks: list[Callback] = field(default_factory=list)
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
@@ -158,15 +168,18 @@ class Trainer:
                     callback.on_step_end(self, loss_value, rate)
                 window_start, window_images = time.perf_counter(), 0
             self._notify("on_train_batch_end")
-        loss, acc = current.totals.means()
+        loss, acc = current.totals.means(self.ranks)
         return _finite(loss, self.step), acc
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.device, self.precision):
-            logits = self.model(inputs)
-            loss = self.loss_fn(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if self.accumulate > 1:
+            loss, logits = self.accumulated_gradients(inputs, labels)
+        else:
+            with autocast(self.device, self.precision):
+                logits = self.model(inputs)
+                loss = self.loss_fn(logits, labels)
+            self.scaler.scale(loss).backward()
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
@@ -175,9 +188,25 @@ class Trainer:
         if not self.scaler_skipped():
             self.scheduler.step()
         if self.ema:
-            self.ema.update_parameters(getattr(self.model, "_orig_mod", self.model))
+            self.ema.update_parameters(self.plain_model)
         self.step += 1
         return loss.detach(), logits.detach()
+
+    def accumulated_gradients(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's gradient as the sum of its micro-batches' (each loss weighted by its share of the batch), so
+        the step is the whole batch's; DDP averages over ranks once, after the last micro-batch."""
+        losses, logits = [], []
+        parts = list(zip(inputs.tensor_split(self.accumulate), labels.tensor_split(self.accumulate), strict=True))
+        for index, (part_inputs, part_labels) in enumerate(parts):
+            last = index == len(parts) - 1
+            with self.model.no_sync() if self.ranks and not last else contextlib.nullcontext():
+                with autocast(self.device, self.precision):
+                    part_logits = self.model(part_inputs)
+                    loss = self.loss_fn(part_logits, part_labels) * (len(part_labels) / len(labels))
+                self.scaler.scale(loss).backward()
+            losses.append(loss.detach())
+            logits.append(part_logits.detach())
+        return torch.stack(losses).sum(), torch.cat(logits)
 
     def scaler_skipped(self) -> bool:
         """fp16's scaler skips a step whose gradients overflowed (and lowers its scale): the schedule waits too.
@@ -193,7 +222,7 @@ class Trainer:
     def evaluate(self, batches: Iterable, model: nn.Module | None = None) -> tuple[float, float]:
         """The model's (or `model`'s) loss and accuracy. Evaluation runs the plain model: a compiled one would
         recompile for eval mode and a short last batch."""
-        model = model or getattr(self.model, "_orig_mod", self.model)
+        model = model or self.plain_model
         model.eval()
         totals = _Totals(self.device)
         for images, labels in batches:
@@ -201,13 +230,18 @@ class Trainer:
                 logits = model(self.preprocess(images, train=False))
                 loss = nn.functional.cross_entropy(logits, labels)
             totals.add(loss, logits, labels)
-        return totals.means()
+        return totals.means(self.ranks)
+
+    @property
+    def plain_model(self) -> nn.Module:
+        """The model without torch.compile's or DDP's wrapper: what is evaluated, saved and averaged."""
+        model = getattr(self.model, "_orig_mod", self.model)
+        return model.module if isinstance(model, DistributedDataParallel) else model
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly where it stopped, between epochs or inside one."""
         return {
-            # torch.compile wraps the model; later tools rebuild the plain one, so save its keys.
-            "model": getattr(self.model, "_orig_mod", self.model).state_dict(),
+            "model": self.plain_model.state_dict(),  # later tools rebuild the plain model: its keys
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -217,13 +251,13 @@ class Trainer:
             "history": [asdict(m) for m in self.history],
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "order": self.current.order if self.current else self.train_batches.state_dict(),
-            "rng": rng_states(),
+            "rng": distributed.everyone(rng_states()) if self.ranks else rng_states(),  # a list: one per rank
             **({"epoch_so_far": self.current.state_dict()} if self.current else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`'s output: the next epoch is the one after it."""
-        getattr(self.model, "_orig_mod", self.model).load_state_dict(state["model"])
+        self.plain_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -234,7 +268,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if "rng" in state:  # checkpoints written before random states were saved resume with another data order
             self.train_batches.load_state_dict(state["order"])
-            restore_rng_states(state["rng"])
+            restore_rng_states(state["rng"][self.ranks.rank] if self.ranks else state["rng"])
         if "epoch_so_far" in state:
             self.current = EpochSoFar.from_state(state["epoch_so_far"], state["order"], self.device)
 
@@ -283,10 +317,15 @@ class _Totals:
         self.correct += (logits.argmax(dim=1) == labels).sum()
         self.count += len(labels)
 
-    def means(self) -> tuple[float, float]:
-        if not self.count:
+    def means(self, ranks: Ranks | None = None) -> tuple[float, float]:
+        """Over every rank's batches, under torchrun (one exchange)."""
+        loss_sum, correct, count = self.loss_sum.item(), self.correct.item(), self.count
+        if ranks:
+            sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=self.loss_sum.device)
+            loss_sum, correct, count = distributed.total(sums).tolist()
+        if not count:
             return math.nan, math.nan
-        return self.loss_sum.item() / self.count, self.correct.item() / self.count
+        return loss_sum / count, correct / count
 
 
 def _finite(loss: float, step: int) -> float:

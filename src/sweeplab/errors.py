@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sweeplab.masking import masked_text
+from sweeplab.ranks import launched
 
 F = TypeVar("F", bound=Callable)
+FOLLOWER_GRACE_SECONDS = 5  # torchrun stops every rank within 0.1 s of one exiting
 
 
 class UserError(Exception):
@@ -42,14 +45,22 @@ def config_error_line(error: BaseException) -> str:
 
 
 def exit_on_user_error(func: F) -> F:
-    """Turn a UserError into one line on stderr and exit code 2; bugs keep their traceback."""
+    """Turn a UserError into one line on stderr and exit code 2; bugs keep their traceback.
+
+    Under torchrun every rank meets a config's mistakes, and rank 0 says them: another rank says its error only
+    if it is still running a few seconds later, when it met it alone (a bad image in its slice of the data).
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except UserError as error:
-            print(f"error: {masked_text(str(error))}", file=sys.stderr)  # a URI's credentials, a typed secret
+            ranks = launched()
+            if ranks and not ranks.main:
+                time.sleep(FOLLOWER_GRACE_SECONDS)
+            where = f" on rank {ranks.rank}" if ranks and not ranks.main else ""
+            print(f"error{where}: {masked_text(str(error))}", file=sys.stderr)  # a URI's credentials, a typed secret
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

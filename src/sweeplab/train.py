@@ -6,6 +6,10 @@ inside it, and hand it the recorder. The MLflow record, the figures and the expo
 the recorder process, beside training (sweeplab.recorder): a run waits for them before it returns,
 except in a sequential sweep, whose next job trains while this one's record completes. A sweep
 exports only its best job, at its end (sweeplab.sweeps.callbacks).
+
+Under torchrun every rank runs this: each trains on its slice of every batch in DistributedDataParallel,
+rank 0 reads the run dir (a resume, the best checkpoint) for all, and only rank 0 writes, tracks and
+exports (sweeplab.runs.one_run_dir turns those off for the others).
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.checkpoint import load_checkpoint, load_state_file, serving_weights
-from sweeplab.config.checks import check_ranges
+from sweeplab.config.checks import check_ranges, check_world_size
 from sweeplab.config.differences import changed_keys
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
-from sweeplab.data import Data, build_data, limited
+from sweeplab.data import Data, build_data, limited, sharded
 from sweeplab.device import configure_backends, resolve_device, resolve_precision
+from sweeplab.distributed import join, read_by_main
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.errors import UserError
 from sweeplab.export.onnx import export_classifier
@@ -35,6 +41,7 @@ from sweeplab.hydra_job import HydraJob
 from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.optim import build_optimizer, build_scheduler
 from sweeplab.profiling import StepProfiler
+from sweeplab.ranks import Ranks
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.rng import seed_everything
 from sweeplab.run_log import EpochLog, log_plan
@@ -81,10 +88,15 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     in the MLflow run it had started.
     """
     check_ranges(cfg)
+    ranks = join()
+    if ranks:
+        check_world_size(cfg, ranks)
     run_dir = Path(cfg.paths.output_dir)
-    resumed = resume_state(cfg, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) if resume else None
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device.type, job.gpu)
+    resumed = read_by_main(resume_state, cfg, run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) if resume else None
+    if resumed:
+        train_on_threads_of(resumed)
+    seed_everything(cfg.seed + (ranks.rank if ranks else 0))  # each rank augments its own way
+    device = resolve_device(cfg.device.type, ranks.local_rank if ranks else job.gpu)
     configure_backends(device, cfg.trainer.deterministic)
     precision = resolve_precision(cfg.trainer.precision, device)
     environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
@@ -100,18 +112,21 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
         tracker = BestTracker(metric, metric_mode(metric))
         trial = search_trial(job, metric)
-        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking), *([trial] if trial else [])]
+        callbacks = [*build_callbacks(cfg, data, tracker, run_dir, tracking, ranks), *([trial] if trial else [])]
         if job.in_launching_process and not cfg.trainer.deterministic:
             callbacks.append(ShareCores(recorder))
-        trainer = build_trainer(cfg, model, data, device, precision, callbacks)
+        batches = sharded(data, ranks) if ranks else data  # what this process trains and evaluates on
+        trainer = build_trainer(cfg, model, batches, device, precision, callbacks, ranks)
         if resumed:
             restore(trainer, tracker, resumed, run_dir)
         history = trainer.fit()
         pruned_at = trial.pruned_at if trial else None
-        best = load_checkpoint(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
+        best = read_by_main(load_checkpoint, run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
         model.load_state_dict(serving_weights(best))
-        test = trainer.evaluate(data.test, model) if data.test is not None else None
-        print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test, cfg.dataset.val_split)
+        test = trainer.evaluate(batches.test, model) if batches.test is not None else None
+        if not ranks or ranks.main:
+            print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test,
+                          cfg.dataset.val_split)
         if tracking:
             if pruned_at:
                 tracking.set_tag(PRUNED_TAG, str(pruned_at))
@@ -174,20 +189,34 @@ def use_channels_last(cfg: DictConfig, model: nn.Module) -> bool:
 
 def resume_state(cfg: DictConfig, checkpoint: Path) -> dict | None:
     """The interrupted run's last checkpoint (None: cut off before its first one, so it starts over), checked to
-    hold this config, with the thread count it trained with put back: that count changes the last bits of sums."""
+    hold this config and to have trained on as many processes."""
     if not checkpoint.is_file():
         return None
     state = load_state_file(checkpoint, fix="delete it to train this run again from the start")
+    run = checkpoint.parents[1]
     changed = changed_keys(state.get("config", {}), OmegaConf.to_container(cfg, resolve=True))
     if changed:
         listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
-        raise UserError(f"{checkpoint.parents[1]} was trained with another config ({listed}): resume it with the "
+        raise UserError(f"{run} was trained with another config ({listed}): resume it with the "
                         "config it started with, or start a new run in another hydra.run.dir")
+    trained_on, world_size = state.get("world_size", 1), world_size_of(join())
+    if trained_on != world_size:
+        launcher = f"torchrun --nproc_per_node={trained_on} train.py" if trained_on > 1 else "python train.py"
+        raise UserError(f"{run} was trained on {trained_on} process(es), not {world_size}: resume it with "
+                        f"`{launcher} ... hydra.run.dir={run}` (each rank's shard and random state depend on it)")
+    return state
+
+
+def world_size_of(ranks: Ranks | None) -> int:
+    return ranks.world_size if ranks else 1
+
+
+def train_on_threads_of(state: dict) -> None:
+    """The thread count the run trained with, put back: that count changes the last bits of sums."""
     threads = state.get("threads", torch.get_num_threads())
     if threads != torch.get_num_threads():
         log.info(f"resuming on {threads} torch threads, as the run started (not {torch.get_num_threads()})")
         torch.set_num_threads(threads)
-    return state
 
 
 def restore(trainer: Trainer, tracker: BestTracker, state: dict, run_dir: Path) -> None:
@@ -203,15 +232,17 @@ def restore(trainer: Trainer, tracker: BestTracker, state: dict, run_dir: Path) 
 
 
 def build_callbacks(
-    cfg: DictConfig, data: Data, tracker: BestTracker, run_dir: Path, tracking: TrackedRun | None
+    cfg: DictConfig, data: Data, tracker: BestTracker, run_dir: Path, tracking: TrackedRun | None, ranks: Ranks | None
 ) -> list[Callback]:
     metadata = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "classes": data.classes,
         "input": {"shape": list(data.image_shape), "mean": list(cfg.dataset.mean), "std": list(cfg.dataset.std)},
-        "threads": torch.get_num_threads(),  # a resume trains on as many (sweeplab.train.resume_state)
+        "threads": torch.get_num_threads(),  # a resume trains on as many (sweeplab.train.train_on_threads_of)
+        "world_size": world_size_of(ranks),  # ... and on as many processes (sweeplab.train.resume_state)
     }
-    checkpointer = Checkpointer(run_dir / CHECKPOINTS_DIR, tracker, metadata, cfg.trainer.checkpoint_every_n_steps)
+    checkpointer = Checkpointer(run_dir / CHECKPOINTS_DIR, tracker, metadata, cfg.trainer.checkpoint_every_n_steps,
+                                writes=not ranks or ranks.main)
     callbacks: list[Callback] = [tracker, checkpointer, EpochLog()]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(EarlyStopping(tracker, cfg.trainer.early_stopping_patience))
@@ -235,10 +266,12 @@ def dataset_records(cfg: DictConfig, data: Data) -> list[DatasetRecord]:
 
 
 def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.device, precision: str,
-                  callbacks: list[Callback]) -> Trainer:
+                  callbacks: list[Callback], ranks: Ranks | None) -> Trainer:
     optimizer = build_optimizer(cfg.optimizer, model, device)
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if ranks else model  # rank 0's weights on every rank, gradients averaged over ranks
     return Trainer(
-        model=torch.compile(model) if cfg.trainer.compile else model,
+        model=torch.compile(trained) if cfg.trainer.compile else trained,
         optimizer=optimizer,
         scheduler=build_scheduler(cfg.scheduler, optimizer, len(data.train), cfg.trainer.epochs),
         train_batches=data.train,
@@ -248,6 +281,8 @@ def build_trainer(cfg: DictConfig, model: nn.Module, data: Data, device: torch.d
         epochs=cfg.trainer.epochs,
         precision=precision,
         grad_clip=cfg.trainer.grad_clip,
+        accumulate=cfg.trainer.accumulate_grad_batches,
+        ranks=ranks,
         label_smoothing=cfg.trainer.label_smoothing,
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         ema=moving_average(model, cfg.trainer.ema_decay),

@@ -5,6 +5,9 @@
 ("recorder": in the recorder) starts ("after": once it has returned). Every Python process of the
 run imports this file as its sitecustomize (tests put this folder on PYTHONPATH); the kill takes the
 training process and the recorder together, and nothing cleans up.
+
+Under torchrun, "rank": 1 counts the calls of that rank only, and "error": "..." raises a UserError
+with that message there instead of killing: one rank's own trouble (a bad image in its shard).
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ def this_process() -> str:
 
 
 def kill_the_run() -> None:
+    if "error" in SPEC:
+        from sweeplab.errors import UserError
+
+        raise UserError(SPEC["error"])
     os.kill(int(os.environ[TRAINER]), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -36,7 +43,7 @@ class Countdown:
         self.left = nth
 
     def reached(self) -> bool:
-        if this_process() != SPEC["process"]:
+        if this_process() != SPEC["process"] or os.environ.get("RANK", "0") != str(SPEC.get("rank", "0")):
             return False
         self.left -= 1
         return self.left == 0

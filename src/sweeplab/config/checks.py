@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.errors import UserError
+from sweeplab.ranks import Ranks
 from sweeplab.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
@@ -97,6 +98,8 @@ def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
          "must be >= 0 (0: epoch ends only)"),
         ("trainer.keep_checkpoints", trainer.keep_checkpoints in KEPT_CHECKPOINTS,
          f"must be one of {', '.join(KEPT_CHECKPOINTS)}"),
+        ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches >= 1,
+         "must be >= 1 (1: every batch in one pass)"),
         ("trainer.log_every_n_steps", not trainer.profile_steps or trainer.log_every_n_steps == 1,
          "must be 1 with trainer.profile_steps (the profiler steps at logging steps; debug=profile sets it)"),
         ("trainer.ema_for_best", not trainer.ema_for_best or trainer.ema_decay is not None,
@@ -112,6 +115,18 @@ def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
         rules.append((f"trainer.{key}", batch_limit_ok(trainer[key]),
                       "must be a count of batches (an int >= 1), a fraction (a float in (0, 1]) or null"))
     return rules
+
+
+def check_world_size(cfg: DictConfig, ranks: Ranks) -> None:
+    """Under torchrun: batches that split evenly over the processes, on a device torch.distributed has."""
+    sizes = {"dataset.batch_size": cfg.dataset.batch_size, "dataset.eval_batch_size": cfg.dataset.eval_batch_size}
+    for key, size in sizes.items():
+        if size and size % ranks.world_size:
+            raise UserError(f"{key}={size} is the global batch, split over torchrun's {ranks.world_size} processes: "
+                            f"use a multiple of {ranks.world_size}")
+    if cfg.device.type == "mps":
+        raise UserError("device=mps cannot train under torchrun (torch.distributed has no MPS backend): use "
+                        "python train.py on a Mac, or device=cpu")
 
 
 def batch_limit_ok(value) -> bool:

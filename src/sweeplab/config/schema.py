@@ -120,6 +120,8 @@ class TrainerConfig:
     channels_last: bool | None = None
     compile: bool = False
     grad_clip: float | None = None
+    # Each batch in this many micro-batches, their gradients summed: the same step in less memory.
+    accumulate_grad_batches: int = 1
     label_smoothing: float = 0.0
     # Stop after this many epochs without improving `optimized_metric`; null never stops early.
     early_stopping_patience: int | None = None

@@ -15,6 +15,7 @@ from sweeplab.data.augment import BatchPreprocess, Policies
 from sweeplab.data.batches import FirstBatches, SameBatches, make_batches
 from sweeplab.data.sources import Splits
 from sweeplab.errors import UserError
+from sweeplab.ranks import Ranks
 
 
 @dataclass
@@ -87,3 +88,10 @@ def limited(data: Data, trainer: TrainerConfig) -> Data:
         return replace(data, train=same, val=same, test=test)
     return replace(data, train=FirstBatches.of(data.train, trainer.limit_train_batches),
                    val=FirstBatches.of(data.val, trainer.limit_val_batches), test=test)
+
+
+def sharded(data: Data, ranks: Ranks) -> Data:
+    """This rank's slice of every batch, under torchrun: what it trains and evaluates on (the figures and the
+    export, rank 0's, take the whole validation set)."""
+    return replace(data, train=data.train.sharded(ranks), val=data.val.sharded(ranks),
+                   test=data.test.sharded(ranks) if data.test is not None else None)

@@ -6,10 +6,14 @@ per-image Python work); image folders go through a DataLoader with workers.
 Training batches can start mid-epoch (`batches_from`) and save the state their order is drawn
 from (`state_dict`), so a run resumed from a checkpoint written at any step trains on exactly the
 batches the uninterrupted run would have.
+
+Under torchrun every rank draws the same order and takes its slice of each batch (`sharded`): the
+batch size is the global batch, the one an optimizer step sees.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Iterator
@@ -18,8 +22,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from sweeplab.errors import UserError
+from sweeplab.ranks import Ranks
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def rank_parts(order: torch.Tensor, batch_size: int, ranks: Ranks | None) -> tuple[torch.Tensor, ...]:
+    """`order` in batches of `batch_size`; under torchrun, this rank's slice of each."""
+    batches = order.split(batch_size)
+    return batches if ranks is None else tuple(batch.tensor_split(ranks.world_size)[ranks.rank] for batch in batches)
 
 
 class TensorBatches:
@@ -31,6 +42,13 @@ class TensorBatches:
         self.shuffle = shuffle
         self.drop_last = shuffle and len(self.labels) > batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self.ranks: Ranks | None = None
+
+    def sharded(self, ranks: Ranks) -> TensorBatches:
+        """The same batches (the same tensors, the same order), this rank's slice of each."""
+        shard = copy.copy(self)
+        shard.ranks = ranks
+        return shard
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -44,8 +62,7 @@ class TensorBatches:
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)
-        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            index = order[first : first + self.batch_size]
+        for index in rank_parts(order[: len(self) * self.batch_size], self.batch_size, self.ranks)[start:]:
             yield self.images[index], self.labels[index]
 
     def state_dict(self) -> dict:
@@ -58,20 +75,27 @@ class TensorBatches:
 class LoaderBatches:
     """A DataLoader over lazily decoded images, its batches moved to the device."""
 
-    def __init__(self, data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int):
+    def __init__(self, data: Dataset, batch_size: int, shuffle: bool, device: torch.device, seed: int, workers: int,
+                 ranks: Ranks | None = None):
+        self.arguments = (data, batch_size, shuffle, device, seed, workers)
         self.device = device
-        self.batch_size = batch_size
-        self.order = SeededOrder(len(data), seed) if shuffle else None  # type: ignore[arg-type]
+        self.batch_size = batch_size // ranks.world_size if ranks else batch_size  # a rank's slice of each batch
+        size = len(data)  # type: ignore[arg-type]
+        self.order = SeededOrder(size, seed, batch_size, ranks) if shuffle else None
         self.loader = DataLoader(
             SeededSamples(data) if shuffle else data,
-            batch_size=batch_size,
-            sampler=self.order,
-            drop_last=shuffle and len(data) > batch_size,  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            sampler=self.order or (rank_positions(size, batch_size, ranks) if ranks else None),
+            drop_last=shuffle and size > batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(seed),
         )
+
+    def sharded(self, ranks: Ranks) -> LoaderBatches:
+        """The same batches, this rank's slice of each: only its images are read and decoded."""
+        return LoaderBatches(*self.arguments, ranks=ranks)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -105,17 +129,20 @@ class SeededOrder(Sampler):
     drawn here (SeededSamples), the same whatever the worker, the number of workers or the resume.
     """
 
-    def __init__(self, size: int, seed: int):
+    def __init__(self, size: int, seed: int, batch_size: int, ranks: Ranks | None = None):
         self.size = size
         self.generator = torch.Generator().manual_seed(seed)
         self.start = 0  # the next epoch starts at this image (a run resumed mid-epoch)
+        self.kept = rank_positions(size - size % batch_size if size > batch_size else size, batch_size, ranks)
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.kept) if self.kept is not None else self.size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = torch.randperm(self.size, generator=self.generator)
         seeds = torch.randint(2**62, (self.size,), generator=self.generator)
+        if self.kept is not None:  # under torchrun: this rank's slice of each batch
+            order, seeds = order[self.kept], seeds[self.kept]
         start, self.start = self.start, 0
         return zip(order[start:].tolist(), seeds[start:].tolist(), strict=True)
 
@@ -124,6 +151,11 @@ class SeededOrder(Sampler):
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+def rank_positions(size: int, batch_size: int, ranks: Ranks | None) -> list[int] | None:
+    """The positions of this rank's slice of each batch in an epoch of `size` images (None: every position)."""
+    return torch.cat(rank_parts(torch.arange(size), batch_size, ranks)).tolist() if ranks else None
 
 
 class SeededSamples(Dataset):
@@ -161,6 +193,9 @@ class FirstBatches:
             return batches
         return cls(batches, limit if isinstance(limit, int) else max(1, math.ceil(limit * len(batches))))
 
+    def sharded(self, ranks: Ranks) -> FirstBatches:
+        return FirstBatches(self.batches.sharded(ranks), self.count)
+
     def __len__(self) -> int:
         return self.count
 
@@ -182,6 +217,11 @@ class SameBatches:
 
     def __init__(self, batches, count: int):
         self.kept = list(itertools.islice(iter(batches), count))
+
+    def sharded(self, ranks: Ranks) -> SameBatches:
+        shard = copy.copy(self)
+        shard.kept = [tuple(t.tensor_split(ranks.world_size)[ranks.rank] for t in batch) for batch in self.kept]
+        return shard
 
     def __len__(self) -> int:
         return len(self.kept)

@@ -1,6 +1,8 @@
 """What every Hydra job does around training: skip it if it finished, continue it if it was cut off, and
 in a sweep keep its failure inside it (Lightning-Hydra-Template's task_wrapper, for our runs).
 
+Under torchrun rank 0 does all of this; the other ranks only train, as rank 0's reading of the run dir says.
+
 A job's run dir tells its story (sweeplab.sweeps.results): re-running a sweep with
 `hydra.sweep.dir=<that sweep>` gives every job the same dir, so finished jobs return their recorded
 value and interrupted ones resume from `checkpoints/last.pt` in the same MLflow run. The final
@@ -23,8 +25,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from sweeplab.distributed import read_by_main
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
+from sweeplab.ranks import follower, launched
 from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.run_log import log_outcome
 from sweeplab.sweeps.gpu_slots import DeviceSlots
@@ -57,7 +61,7 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
     def run_job(cfg: DictConfig) -> float:
         job = current_hydra_job()
         run_dir = Path(cfg.paths.output_dir)
-        previous = read_result(run_dir)
+        previous = read_by_main(read_result, run_dir)
         if previous:
             check_same_job(previous, job.overrides, run_dir)
             if previous.status in ENDED:
@@ -65,6 +69,8 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
                 return previous.objective
         if job.threads:  # jobs side by side on one machine share its cores
             torch.set_num_threads(job.threads)
+        if follower():  # rank 0 writes the result, records the run and says how it ended
+            return train(cfg, job, previous is not None, Inline()).best
         recorder = job_recorder(cfg, job)
         metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
         result = JobResult(RUNNING, job.overrides, metric, job=job.num)
@@ -107,7 +113,9 @@ def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManage
 
 
 def resume_command(overrides: list[str], run_dir: Path) -> str:
-    return shlex.join(["python", "train.py", *overrides, f"hydra.run.dir={run_dir}"])
+    ranks = launched()
+    launcher = ["torchrun", f"--nproc_per_node={ranks.world_size}"] if ranks else ["python"]
+    return shlex.join([*launcher, "train.py", *overrides, f"hydra.run.dir={run_dir}"])
 
 
 def kept_checkpoints(cfg: DictConfig, job: HydraJob) -> str:

@@ -1,0 +1,55 @@
+"""One run dir for torchrun's processes: rank 0's. The other ranks write nothing.
+
+Every rank composes the config itself, so each would evaluate `${now:...}` in hydra.run.dir at its own
+instant and write its own dir, `.hydra/` and train.log (Lightning-Hydra-Template #393). `OneRunDir`, the
+first Hydra callback, forms torchrun's process group, gives every rank rank 0's run dir, and makes the
+others followers: no `.hydra/`, no log file, no tracking, export, TensorBoard, profile or progress bar
+(sweeplab.sweeps.job keeps result.json and the checkpoints to rank 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from sweeplab.errors import UserError, exit_on_user_error
+from sweeplab.ranks import launched
+
+# A follower's log: warnings and errors, in the terminal only (rank 0's train.log is the run's).
+FOLLOWER_LOGGING = {
+    "version": 1,
+    "formatters": {"simple": {"format": "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "simple", "level": "WARNING"}},
+    "root": {"level": "WARNING", "handlers": ["console"]},
+    "disable_existing_loggers": False,
+}
+RECORDS_NOTHING = {"tracking.enabled": False, "tracking.tensorboard": False, "export.onnx": False,
+                   "trainer.progress": False, "trainer.profile_steps": 0}
+
+
+class OneRunDir(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ranks = launched()
+        if ranks is None:
+            return
+        from sweeplab.distributed import from_main, join  # torch: for torchrun's processes only
+
+        join()
+        with read_write(config), open_dict(config):
+            config.hydra.run.dir = from_main(str(config.hydra.run.dir))
+            if not ranks.main:
+                config.hydra.output_subdir = None
+                config.hydra.job_logging = FOLLOWER_LOGGING
+                for key, value in RECORDS_NOTHING.items():
+                    OmegaConf.update(config, key, value)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if launched():
+            exit_on_user_error(refuse_torchrun_sweep)()
+
+
+def refuse_torchrun_sweep() -> None:
+    raise UserError("torchrun trains one run on several processes, not a sweep (-m): sweep with `python train.py "
+                    "-m ...` (one process a job), or train each configuration as its own torchrun run")

@@ -1,0 +1,134 @@
+"""torchrun: real `torchrun --nproc_per_node=2` processes on the CPU (gloo) train one run, rank 0's.
+
+One plain run and one torchrun run with the same global batch are shared by the tests; a torchrun
+run killed mid-epoch (tests/faults/sitecustomize.py) resumes under torchrun to the same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import REPO
+from sweeplab.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+FAULTS = REPO / "tests" / "faults"
+# 1,150 digits in global batches of 64: 17 steps an epoch, each rank 32 images a step.
+RUN = ["trainer.epochs=4", "dataset.batch_size=64", "trainer.progress=false", "trainer.deterministic=true",
+       "export.onnx=false", "tracking.log_model=false", "trainer.log_every_n_steps=8"]
+EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
+
+
+def command(torchrun: bool, *overrides: str) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun \
+        else [sys.executable]
+    return [*launcher, str(REPO / "train.py"), *overrides]
+
+
+def run(cwd: Path, torchrun: bool, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | (env or {})
+    flags = [override for override in overrides if override.startswith("-")]  # -m: before every override
+    arguments = [*flags, *RUN, *(override for override in overrides if override not in flags)]
+    return subprocess.run(command(torchrun, *arguments), cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=300)
+
+
+def killing(kill_at: dict) -> dict:
+    return {"PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
+            "SWEEPLAB_KILL_AT": json.dumps(kill_at)}
+
+
+def only_run(cwd: Path) -> tuple[MlflowClient, str]:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return client, run.info.run_id
+
+
+def per_epoch(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in EPOCH_METRICS}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, Path]:
+    """One plain run and one torchrun run, both with global batches of 64."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("plain", "torchrun")}
+    for name, folder in folders.items():
+        result = run(folder, name == "torchrun")
+        assert result.returncode == 0, result.stderr[-3000:]
+        (folder / "stdout.txt").write_text(result.stdout)
+    return folders
+
+
+def test_two_processes_train_one_run_as_one_process_does(reference: dict[str, Path]) -> None:
+    """Rank 0's run dir is the run's (one .hydra/, one train.log, one summary); one MLflow run; the validation
+    accuracy within a point of the plain run's; last.pt holds both ranks' random states."""
+    folder = reference["torchrun"]
+    (run_dir,) = [path.parent for path in folder.glob("outputs/*/*/.hydra")]
+    assert [path for path in folder.glob("outputs/*/*")] == [run_dir], "one run dir, not one per rank"
+    assert "epoch 4 of 4: " in (run_dir / "train.log").read_text()
+    assert (folder / "stdout.txt").read_text().count("sweeplab run (best epoch") == 1
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
+    assert not (checkpoint["rng"][0]["torch"] == checkpoint["rng"][1]["torch"]).all(), "each rank augments its own way"
+
+    accuracies = {}
+    for name, path in reference.items():
+        client, run_id = only_run(path)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and len(client.get_metric_history(run_id, "val/acc")) == 4
+        accuracies[name] = run.data.metrics["best/val/acc"]
+    assert abs(accuracies["torchrun"] - accuracies["plain"]) <= 0.01, accuracies
+    assert accuracies["plain"] > 0.8
+
+
+def test_a_killed_torchrun_run_resumes_under_torchrun_as_if_never_stopped(reference: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """SIGKILL in epoch 3 (torchrun and rank 0; rank 1 then loses its peer); a plain resume is refused in one line;
+    torchrun resumes it in the same MLflow run to the uninterrupted run's per-epoch metrics, bit for bit."""
+    killed = run(tmp_path, True, env=killing({"process": "train", "call": "sweeplab.engine:Trainer.train_step",
+                                               "nth": 40, "when": "before"}))
+    assert killed.returncode != 0
+    (run_dir,) = [path.parent for path in tmp_path.glob("outputs/*/*/.hydra")]
+    resume = f"hydra.run.dir={run_dir}"
+
+    plain = run(tmp_path, False, resume)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines()[-1].startswith(f"error: {run_dir} was trained on 2 process(es), not 1: "
+                                                            "resume it with `torchrun --nproc_per_node=2 train.py")
+
+    resumed = run(tmp_path, True, resume)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "FINISHED"
+    client, run_id = only_run(tmp_path)
+    expected_client, expected_id = only_run(reference["torchrun"])
+    assert per_epoch(client, run_id) == per_epoch(expected_client, expected_id)
+
+
+def test_one_ranks_user_error_ends_every_rank_with_one_line(tmp_path: Path) -> None:
+    """Rank 1 alone meets trouble mid-epoch: it says so once, torchrun ends rank 0, nothing hangs."""
+    failed = run(tmp_path, True, "tracking.enabled=false", env=killing(
+        {"process": "train", "call": "sweeplab.engine:Trainer.train_step", "nth": 5, "rank": 1,
+         "error": "an image of rank 1's shard is unreadable"}))
+    assert failed.returncode != 0
+    lines = [line for line in failed.stderr.splitlines() if "unreadable" in line]
+    assert lines == ["error on rank 1: an image of rank 1's shard is unreadable"], failed.stderr[-3000:]
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["dataset.batch_size=63"], "error: dataset.batch_size=63 is the global batch, split over torchrun's 2 processes: "
+                                "use a multiple of 2"),
+    (["-m", "optimizer.lr=0.1,0.01"], "error: torchrun trains one run on several processes, not a sweep (-m)"),
+], ids=["uneven batch", "sweep"])
+def test_torchrun_refusals_are_one_line(tmp_path: Path, overrides: list[str], line: str) -> None:
+    """Said by rank 0 only: every rank meets a config's mistakes."""
+    refused = run(tmp_path, True, "tracking.enabled=false", *overrides)
+    assert refused.returncode != 0
+    said = [text for text in refused.stderr.splitlines() if text.startswith("error")]
+    assert len(said) == 1 and said[0].startswith(line), refused.stderr[-3000:]
