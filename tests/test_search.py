@@ -34,9 +34,9 @@ def epochs_trained(sweep_dir: Path) -> dict[int, int]:
 
 
 def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Path) -> None:
-    """The same 12-trial search with the median pruner and without: some trials PRUNED, fewer epochs in all,
-    every pruned trial a finished MLflow run saying when (a sequential search: its records complete later)."""
-    pruned_dir, full_dir = tmp_path / "pruned", tmp_path / "full"
+    """A 12-trial search with the median pruner: some trials PRUNED, fewer epochs in all than without it, every
+    pruned trial a finished MLflow run saying when (a sequential search: its records complete later)."""
+    pruned_dir = tmp_path / "pruned"
     result = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study(tmp_path, "digits_mlp").trials
@@ -56,11 +56,7 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
     again = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
-
-    full = train("-m", *SEARCH, *UNTRACKED, "hydra/sweeper/pruner=none", "hydra.sweeper.study_name=unpruned",
-                 *PARALLEL, f"hydra.sweep.dir={full_dir}", cwd=tmp_path)
-    assert full.returncode == 0, full.stderr[-3000:]
-    assert sum(epochs_trained(full_dir).values()) == 12 * 3 > sum(epochs.values())
+    assert sum(epochs.values()) < 12 * 3, "fewer epochs than the unpruned search trains (every trial all 3)"
 
 
 def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> None:
