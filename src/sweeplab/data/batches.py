@@ -85,7 +85,7 @@ class LoaderBatches:
         self.loader = DataLoader(
             SeededSamples(data) if shuffle else data,
             batch_size=self.batch_size,
-            sampler=self.order or (rank_positions(size, batch_size, ranks) if ranks else None),
+            sampler=self.order if shuffle else rank_positions(size, batch_size, ranks),
             drop_last=shuffle and size > batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
