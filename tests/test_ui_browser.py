@@ -28,7 +28,7 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
     browser = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
-        out, err = browser.communicate(timeout=120)
+        out, err = browser.communicate(timeout=180)  # a loaded 2-core machine: a screenshot took over 120 s
     finally:  # a browser that hangs or fails leaves no renderer or GPU process behind
         stop_group(browser, timeout=10)
     assert browser.returncode == 0, err[-3000:]
