@@ -56,11 +56,11 @@ def exit_on_user_error(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as error:
-            ranks = launched()
+            ranks, said = launched(), "error"
             if ranks and not ranks.main:
                 time.sleep(FOLLOWER_GRACE_SECONDS)
-            where = f" on rank {ranks.rank}" if ranks and not ranks.main else ""
-            print(f"error{where}: {masked_text(str(error))}", file=sys.stderr)  # a URI's credentials, a typed secret
+                said = f"error on rank {ranks.rank}"
+            print(f"{said}: {masked_text(str(error))}", file=sys.stderr)  # a URI's credentials, a typed secret
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

@@ -41,7 +41,7 @@ from sweeplab.hydra_job import HydraJob
 from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.optim import build_optimizer, build_scheduler
 from sweeplab.profiling import StepProfiler
-from sweeplab.ranks import Ranks
+from sweeplab.ranks import Ranks, launched
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.rng import seed_everything
 from sweeplab.run_log import EpochLog, log_plan
@@ -199,7 +199,7 @@ def resume_state(cfg: DictConfig, checkpoint: Path) -> dict | None:
         listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
         raise UserError(f"{run} was trained with another config ({listed}): resume it with the "
                         "config it started with, or start a new run in another hydra.run.dir")
-    trained_on, world_size = state.get("world_size", 1), world_size_of(join())
+    trained_on, world_size = state.get("world_size", 1), world_size_of(launched())
     if trained_on != world_size:
         launcher = f"torchrun --nproc_per_node={trained_on} train.py" if trained_on > 1 else "python train.py"
         raise UserError(f"{run} was trained on {trained_on} process(es), not {world_size}: resume it with "
