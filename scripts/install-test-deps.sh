@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# System packages the tests need beyond pip: Debian's chromium for the MLflow UI browser test.
-# Idempotent: does nothing when /usr/bin/chromium is already there.
+# System packages the tests need beyond pip: Debian's chromium for the MLflow UI browser test, and
+# PostgreSQL for the team tracking server test. Idempotent: installs only what is missing.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
+if [ ${#missing[@]} = 0 ]; then
     exit 0
 fi
 SUDO=""
@@ -10,4 +15,4 @@ if [ "$(id -u)" != 0 ]; then
     SUDO="sudo"
 fi
 $SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,4 +1,5 @@
-"""A real `mlflow server` on a loopback port (sqlite backend + artifact dir), for tests that log over HTTP."""
+"""A real tracking server (`sweeplab server`) on a loopback port, for tests that log over HTTP: on a sqlite file, or on
+PostgreSQL as a team runs it (the session's shared server)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from postgres import Postgres
+
 REPO = Path(__file__).resolve().parents[1]
+SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
 
 
 def free_port() -> int:
@@ -28,6 +32,7 @@ def free_port() -> int:
 class MlflowServer:
     folder: Path
     port: int
+    backend: str | None = None  # a database URI; None: a sqlite file in `folder`
     process: subprocess.Popen | None = None
 
     @property
@@ -35,11 +40,9 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> MlflowServer:
-        command = [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-            "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1",
-        ]
+        backend = self.backend or f"sqlite:///{self.folder / 'mlflow.db'}"
+        command = [SWEEPLAB, "server", backend, "--port", str(self.port), "--artifacts", str(self.folder / "artifacts"),
+                   "--workers", "1"]
         with (self.folder / "server.log").open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         try:
@@ -53,7 +56,7 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"sweeplab server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
             try:
                 if requests.get(f"{self.uri}/health", timeout=2).ok:
                     return
@@ -86,11 +89,17 @@ def stop_group(process: subprocess.Popen, how: signal.Signals = signal.SIGTERM, 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"), free_port()).start()
+    """A team's tracking server: `sweeplab server` on PostgreSQL, serving its artifacts."""
+    database = Postgres(free_port())
     try:
-        yield server
+        database.start()
+        server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"), free_port(), database.uri).start()
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        database.stop()
 
 
 def train(*overrides: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,

@@ -7,17 +7,16 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import MlflowServer, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
+from mlflow_server import SWEEPLAB, MlflowServer, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "sweep-test"
-SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
+
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`sweeplab <command>`: the tools around training runs (compare, ui, export, predict).
+"""`sweeplab <command>`: the tools around training runs (compare, ui, server, export, predict).
 
 Each command lives in its own module exposing `add_parser(subparsers)`, which registers its
 arguments and sets `run`; modules import heavy libraries inside `run`, so `--help` is instant.
@@ -12,7 +12,7 @@ import sys
 
 from sweeplab.errors import exit_on_user_error
 
-COMMANDS = ("compare", "ui", "export", "predict")
+COMMANDS = ("compare", "ui", "server", "export", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

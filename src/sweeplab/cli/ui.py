@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import socket
 import sys
 
-from sweeplab.errors import UserError
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback
 from sweeplab.masking import masked_text
 from sweeplab.tracking.store import is_http, resolve_uri
-
-LOOPBACK = "127.0.0.1"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,13 +25,6 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def exposure_warning(host: str, port: int) -> str | None:
     """The risk of listening beyond this machine, said once: MLflow's UI lets its visitors delete runs."""
     if is_loopback(host):
@@ -50,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if is_http(uri):
         print(f"runs are on the tracking server {masked_text(uri)}: open it in a browser (it serves the MLflow UI)")
         return 0
-    with socket.socket() as probe:
-        probe.settimeout(2)  # a --host that does not answer is no port in use
-        if probe.connect_ex((args.host, args.port)) == 0:
-            raise UserError(f"port {args.port} on {args.host} is in use: pass another, e.g. "
-                            f"`sweeplab ui --port {args.port + 1}`")
+    check_port_free(args.host, args.port, "sweeplab ui")
     if warning := exposure_warning(args.host, args.port):
         print(warning, file=sys.stderr)
     print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)

@@ -29,14 +29,46 @@ BOUNDED_RETRIES = {
 }
 
 
+LOCKED = "database is locked"
+LOCK_TRIES = 6  # each waits out sqlite's 20 s for the lock (MLflow's busy_timeout): 2 minutes in all
+
+
 @functools.cache
 def client(uri: str) -> MlflowClient:
     """One client per store for the life of the recorder: a sweep opens its store once."""
     bound_retries()
     db = sqlite_path(uri)
-    if db and not db.exists():
+    if not db:
+        return MlflowClient(uri)
+    if not db.exists():
         create_sqlite_store(db)
-    return MlflowClient(uri)
+    logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: LOCKED not in record.getMessage())
+    return WaitsOutLocks(MlflowClient(uri))
+
+
+class WaitsOutLocks:
+    """An MlflowClient on a sqlite store whose calls are tried again while another process holds the store locked.
+
+    sqlite lets a writer wait 20 s for a lock; one that still finds the store locked (a sweep's many jobs, a
+    long read elsewhere) fails with `database is locked` and its transaction is rolled back whole, so trying
+    it again is safe: no job loses a run or a metric to another's write.
+    """
+
+    def __init__(self, client: MlflowClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self.client, name)
+        return functools.partial(retried_while_locked, attribute) if callable(attribute) else attribute
+
+
+def retried_while_locked(call, *args, **kwargs):
+    for attempt in range(LOCK_TRIES):
+        try:
+            return call(*args, **kwargs)
+        except MlflowException as error:
+            if LOCKED not in str(error) or attempt == LOCK_TRIES - 1:
+                raise
 
 
 def bound_retries() -> None:

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from sweeplab.aggregate import aggregate, best_config, seeds_vary
+from sweeplab.errors import first_line
 from sweeplab.masking import masked_tags, masked_text
 from sweeplab.overrides import overrides_dict, varying_keys
 from sweeplab.ranking import best_first, cell
@@ -81,8 +82,8 @@ def refresh_summary(uri: str, parent_id: str) -> list[Run]:
     try:
         return log_sweep_summary(client(uri), parent_id)
     except DELIVERY_ERRORS as error:
-        print(f"warning: could not update the sweep summary of MLflow run {parent_id}: {masked_text(str(error))}",
-              file=sys.stderr)
+        print(f"warning: could not update the sweep summary of MLflow run {parent_id}: "
+              f"{masked_text(first_line(error))}", file=sys.stderr)
         return []
 
 

@@ -1,0 +1,25 @@
+"""What `sweeplab ui` and `sweeplab server` share about listening on a port: loopback by default, a free port."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from sweeplab.errors import UserError
+
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_port_free(host: str, port: int, command: str) -> None:
+    """A port something already answers on is refused in one line that names the command with another port."""
+    with socket.socket() as probe:
+        probe.settimeout(2)  # a --host that does not answer is no port in use
+        if probe.connect_ex((host, port)) == 0:
+            raise UserError(f"port {port} on {host} is in use: pass another, e.g. `{command} --port {port + 1}`")
