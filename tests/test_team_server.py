@@ -1,12 +1,14 @@
-"""A team's tracking server on PostgreSQL (`sweeplab server`): a torchrun run logged to it and served back to a
-directory that never saw its run dir; and 16 jobs in 8 joblib workers, on the server and on a fresh sqlite file
-that another process locks for longer than sqlite waits, losing no run and no metric.
+"""A team's tracking server on PostgreSQL (`sweeplab server`): a torchrun run logged to it (with MLflow's system
+metrics) and served back to a directory that never saw its run dir; and 16 jobs in 8 joblib workers, on the
+server and on a fresh sqlite file that another process locks for longer than sqlite waits, losing no run and
+no metric.
 
 (The shared 4-job sweep against the same server, read back param by param: tests/test_tracking_sweep.py.)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -43,8 +45,10 @@ def test_a_torchrun_run_on_the_server_is_exported_and_predicted_where_its_run_di
     trained.mkdir()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "train.py"), "trainer.epochs=2", "trainer.progress=false", "export.onnx=false",
-               f"tracking.uri={mlflow_server.uri}", "tracking.experiment=team-torchrun"]
-    result = subprocess.run(command, cwd=trained, capture_output=True, text=True, timeout=300)
+               f"tracking.uri={mlflow_server.uri}", "tracking.experiment=team-torchrun", "tracking.system_metrics=true"]
+    sampled_each_second = {**os.environ, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
+    result = subprocess.run(command, cwd=trained, env=sampled_each_second, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(mlflow_server.uri)
     (run,) = runs_of(client, "team-torchrun")  # rank 0's alone
@@ -55,6 +59,9 @@ def test_a_torchrun_run_on_the_server_is_exported_and_predicted_where_its_run_di
     for key in EPOCH_METRICS:
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
     assert {"test/acc", "best/val/acc"} <= set(run.data.metrics)
+    system = {key for key in run.data.metrics if key.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
+    assert not any(key.startswith("system/gpu") for key in system), "a CPU run samples no GPU"
     artifacts = {entry.path for entry in client.list_artifacts(run.info.run_id)}
     assert {".hydra", "checkpoints", "figures"} <= artifacts, artifacts
 

@@ -22,6 +22,11 @@ def resolve_device(kind: str, gpu: int | None = None) -> torch.device:
     return torch.device(kind, gpu) if kind == "cuda" and gpu is not None else torch.device(kind)
 
 
+def gpu_uuid(device: torch.device) -> str | None:
+    """The physical GPU behind a CUDA device (NVML numbers GPUs its own way, CUDA_VISIBLE_DEVICES renumbers them)."""
+    return str(torch.cuda.get_device_properties(device).uuid) if device.type == "cuda" else None
+
+
 def configure_backends(device: torch.device, deterministic: bool) -> None:
     """Fast (the default): cuDNN benchmarks convolution algorithms per shape and float32 matmuls use TF32 on
     GPUs that have it. Deterministic: deterministic algorithms, no benchmark, full float32, so the same seed

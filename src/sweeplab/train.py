@@ -31,7 +31,7 @@ from sweeplab.config.checks import check_ranges, check_world_size
 from sweeplab.config.differences import changed_keys
 from sweeplab.console import ProgressBar, print_summary, print_tracking_location
 from sweeplab.data import Data, build_data, limited, sharded
-from sweeplab.device import configure_backends, resolve_device, resolve_precision
+from sweeplab.device import configure_backends, gpu_uuid, resolve_device, resolve_precision
 from sweeplab.distributed import join, read_by_main
 from sweeplab.engine import Callback, EpochMetrics, Trainer
 from sweeplab.errors import UserError
@@ -99,7 +99,8 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     device = resolve_device(cfg.device.type, ranks.local_rank if ranks else job.gpu)
     configure_backends(device, cfg.trainer.deterministic)
     precision = resolve_precision(cfg.trainer.precision, device)
-    environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads())
+    environment = environment_tags(str(device), precision, str(torch.__version__), torch.get_num_threads(),
+                                   gpu_uuid(device))
     with tracked_run(cfg, job, recorder, environment, resume) as tracking:
         data = limited(build_data(cfg.dataset, device, cfg.seed), cfg.trainer)
         if tracking and not resume:

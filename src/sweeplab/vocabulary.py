@@ -52,6 +52,7 @@ MODEL_LOGGING_ERROR_TAG = "sweeplab.model_logging_error"
 EARLY_STOP_TAG = "sweeplab.early_stopped"  # the epoch trainer.early_stopping_patience stopped it at
 RUN_DIR_TAG = "hydra.output_dir"  # where the run wrote its checkpoints: how export/predict find them
 THREADS_TAG = "torch.threads"  # fewer than the cores when parallel jobs share them
+GPU_UUID_TAG = "gpu.uuid"  # which physical GPU a CUDA run trained on (its system metrics are that one's)
 # ... of a sweep's children and parent:
 JOB_TAG = "sweep.job"
 SWEEP_DIR_TAG = "sweep.dir"  # on a sweep's parent and children: how a resumed sweep finds its parent run

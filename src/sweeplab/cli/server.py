@@ -19,6 +19,7 @@ from sweeplab.masking import masked_text
 from sweeplab.tracking.store import ARTIFACTS_DIR, resolve_uri
 
 CONNECT_SECONDS = 5
+AUTH_DB = "basic_auth.db"  # where MLflow's basic-auth app keeps its users by default: the current directory
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     backend = resolve_uri(args.backend)
     check_backend(backend)
     if args.auth:
-        check_auth_installed()
+        check_auth()
     check_port_free(args.host, args.port, "sweeplab server")
     if warning := exposure_warning(args.host, args.port, args.auth):
         print(warning, file=sys.stderr)
@@ -94,11 +95,16 @@ def check_backend(uri: str) -> None:
         engine.dispose()
 
 
-def check_auth_installed() -> None:
+def check_auth() -> None:
+    """MLflow's basic-auth app: installed, and able to create its admin on a first start (it refuses otherwise)."""
     try:
         import flask_wtf  # noqa: F401 - MLflow's basic-auth app needs it for CSRF protection
     except ImportError:
         raise UserError("--auth needs MLflow's auth extra: pip install 'sweeplab[server]'") from None
+    configured = {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"} & set(os.environ)
+    if not configured and not Path(AUTH_DB).exists():
+        raise UserError("--auth creates its admin user on a first start and needs a password for it: set "
+                        "MLFLOW_AUTH_ADMIN_PASSWORD (or MLFLOW_AUTH_CONFIG_PATH, an ini file with admin_password)")
 
 
 def exposure_warning(host: str, port: int, auth: bool) -> str | None:

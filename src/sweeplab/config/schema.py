@@ -162,6 +162,9 @@ class TrackingConfig:
     # Register the logged model under this name in the MLflow model registry.
     register_model: str | None = None
     tensorboard: bool = False
+    # MLflow's system metrics (system/*: CPU, memory, disk, network, the run's own GPU), sampled by the
+    # recorder every 10 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL); needs psutil (and nvidia-ml-py for GPUs).
+    system_metrics: bool = False
 
 
 @dataclass

@@ -29,6 +29,7 @@ from sweeplab.tracking.store import check_reachable, experiment_name, resolve_ur
 from sweeplab.vocabulary import (
     FAILED,
     FINISHED,
+    GPU_UUID_TAG,
     JOB_TAG,
     KILLED,
     OPTIMIZED_TAG,
@@ -213,9 +214,10 @@ def run_spec(
     )
 
 
-def environment_tags(device: str, precision: str, torch_version: str, threads: int) -> dict[str, str]:
+def environment_tags(device: str, precision: str, torch_version: str, threads: int,
+                     gpu: str | None = None) -> dict[str, str]:
     """Where and with what the run computes (the torch facts come from the training process)."""
-    return {
+    return {**({GPU_UUID_TAG: gpu} if gpu else {}),
         "host": socket.gethostname(),
         "device": device,
         "precision": precision,  # what trainer.precision=auto chose here

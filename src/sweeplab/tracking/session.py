@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
@@ -34,6 +35,7 @@ from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
+from sweeplab.tracking.system_metrics import started
 from sweeplab.vocabulary import (
     FAILURE_TAG,
     FIGURES_DIR,
@@ -68,6 +70,7 @@ class Session:
     # A resumed run: each metric's last step an earlier attempt delivered. The resume trains those steps
     # again, exactly, and logs them again: they are dropped, so no metric appears twice at one step.
     delivered: dict[str, int] = field(default_factory=dict)
+    system_metrics: Any = None  # MLflow's SystemMetricsMonitor, when tracking.system_metrics is on
 
     def reachable(self, retry_now: bool = False) -> bool:
         """A remote server is probed (seconds) before a delivery, rather than retried for minutes by MLflow. One
@@ -128,6 +131,8 @@ class Session:
         self.pending_artifacts.append((str(path), folder))
 
     def end(self, status: str, reason: str | None) -> None:
+        if self.system_metrics:
+            self.system_metrics.finish()
         reason = reason and masked_text(reason)
         back = self.reachable(retry_now=True)  # a last try: what waited is delivered if the server answers now
         if reason and back:
@@ -184,7 +189,8 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
         store.update_run(run_id, status=RUNNING)
         if FAILURE_TAG in previous.data.tags:
             store.delete_tag(run_id, FAILURE_TAG)
-        sessions[run_dir] = Session(store, run_id, Path(run_dir), delivered=last_steps(store, previous))
+        session = sessions[run_dir] = Session(store, run_id, Path(run_dir), delivered=last_steps(store, previous))
+        watch_system(session, spec, resumed=True)
         return run_id
     tags |= {**git_state(Path(spec.code_dir)), **({PARENT_TAG: parent_id} if parent_id else {})}
     run_id = store.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -195,7 +201,13 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
     if (Path(run_dir) / HYDRA_DIR).is_dir():
         configs = masked_yaml_folder(Path(run_dir) / HYDRA_DIR, Path(run_dir) / MASKED_HYDRA_DIR)
         session.log_artifact(configs, HYDRA_DIR)
+    watch_system(session, spec, resumed=False)
     return run_id
+
+
+def watch_system(session: Session, spec: RunSpec, resumed: bool) -> None:
+    if spec.config["tracking"]["system_metrics"]:
+        session.system_metrics = started(session.run_id, spec.uri, spec.tags, resumed)
 
 
 def last_steps(store: MlflowClient, run: Run) -> dict[str, int]:
