@@ -1,7 +1,8 @@
 """torchrun: real `torchrun --nproc_per_node=2` processes on the CPU (gloo) train one run, rank 0's.
 
 One plain run and one torchrun run with the same global batch are shared by the tests; a torchrun
-run killed mid-epoch (tests/faults/sitecustomize.py) resumes under torchrun to the same metrics.
+run killed mid-epoch (tests/faults/sitecustomize.py) resumes under torchrun to the same metrics, and a
+sweep whose jobs each train on 2 submitit tasks trains its default job as the torchrun run does.
 """
 
 from __future__ import annotations
@@ -109,6 +110,26 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_as_if_never_stopped(refere
     client, run_id = only_run(tmp_path)
     expected_client, expected_id = only_run(reference["torchrun"])
     assert per_epoch(client, run_id) == per_epoch(expected_client, expected_id)
+
+
+def test_a_sweep_of_two_task_jobs_trains_each_job_as_torchrun_does(reference: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """hydra/launcher=submitit_local with 2 tasks a job: one run dir, one train.log and one MLflow child per job
+    (not one per task), and the job with the default config has the torchrun run's per-epoch metrics."""
+    swept = run(tmp_path, False, "-m", "seed=0,1", "hydra/launcher=submitit_local",
+                "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1")
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = {int(r.data.tags["sweep.job"]): r.info.run_id for r in runs if "sweep.job" in r.data.tags}
+    assert len(runs) == 3 and sorted(children) == [0, 1], "a parent and one child per job"
+    for job in (0, 1):
+        (run_dir,) = tmp_path.glob(f"multirun/*/*/{job}")
+        assert (run_dir / "train.log").read_text().count("epoch 4 of 4: ") == 1, "rank 0 alone logs"
+        assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["world_size"] == 2
+        assert json.loads((run_dir / "result.json").read_text())["status"] == "FINISHED"
+    expected_client, expected_id = only_run(reference["torchrun"])
+    assert per_epoch(client, children[0]) == per_epoch(expected_client, expected_id)
 
 
 def test_one_ranks_user_error_ends_every_rank_with_one_line(tmp_path: Path) -> None:

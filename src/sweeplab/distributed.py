@@ -30,6 +30,16 @@ def join() -> Ranks | None:
     return ranks
 
 
+def join_job_tasks() -> Ranks | None:
+    """A submitit job of several tasks (hydra.launcher.tasks_per_node, nodes): torchrun's environment from
+    submitit's (rank 0's host and a port of the job's), then the group. Each task keeps every GPU in sight and
+    takes its local rank's, as under torchrun."""
+    from submitit.helpers import TorchDistributedEnvironment  # only in a submitit job's tasks
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return join()
+
+
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -32,6 +32,7 @@ class HydraJob:
     threads: int | None = None  # torch threads for this job (None: torch's default, every core)
     in_launching_process: bool = False  # a sequential sweep: the next job trains while this one's record completes
     gpu: int | None = None  # the GPU a parallel sweep's job holds (sweeplab.sweeps.gpu_slots); None: the default
+    tasks: int = 1  # processes one job trains on: a submitit job's tasks (tasks_per_node x nodes), in DDP
 
 
 def current_hydra_job() -> HydraJob:
@@ -50,6 +51,7 @@ def current_hydra_job() -> HydraJob:
         pruner=OmegaConf.to_container(search.pruner, resolve=True) if search else None,
         threads=job_threads(hydra.launcher),
         in_launching_process=multirun and hydra.launcher.get("_target_") == BASIC_LAUNCHER,
+        tasks=(hydra.launcher.get("tasks_per_node") or 1) * (hydra.launcher.get("nodes") or 1) if multirun else 1,
     )
 
 

@@ -23,6 +23,7 @@ from sweeplab.errors import UserError, exit_on_user_error, typed_line
 from sweeplab.export.parity import verified
 from sweeplab.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.masking import masked_text
+from sweeplab.ranks import follower
 from sweeplab.recorder import EXPORT_MODULES, Call, for_this_process, job_recorder
 from sweeplab.sweeps.disk import discard_sweep_checkpoints
 from sweeplab.sweeps.ending import ended, started
@@ -138,7 +139,7 @@ class SweepRecord(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Wherever the job ran (this process, or a joblib/submitit worker), its parent's summary is refreshed."""
-        if not (config.tracking.enabled and config.hydra.mode == RunMode.MULTIRUN):
+        if not (config.tracking.enabled and config.hydra.mode == RunMode.MULTIRUN) or follower():
             return
         parent_id = os.environ.get(PARENT_RUN_ENV) or self.parent()
         if parent_id:

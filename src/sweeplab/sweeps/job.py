@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from sweeplab.distributed import read_by_main
+from sweeplab.distributed import join_job_tasks, read_by_main
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
 from sweeplab.ranks import follower, launched
 from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.run_log import log_outcome
+from sweeplab.runs.one_run_dir import follow_rank_0
 from sweeplab.sweeps.gpu_slots import DeviceSlots
 from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
 from sweeplab.vocabulary import (
@@ -60,6 +61,9 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
     @functools.wraps(train)
     def run_job(cfg: DictConfig) -> float:
         job = current_hydra_job()
+        if job.tasks > 1:  # a submitit job's tasks train it as torchrun's processes would
+            join_job_tasks()
+            cfg = follow_rank_0(cfg) if follower() else cfg
         run_dir = Path(cfg.paths.output_dir)
         previous = read_by_main(read_result, run_dir)
         if previous:
@@ -105,9 +109,10 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
 
 
 def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManager[int | None]:
-    """A sweep's job on a machine with several GPUs holds one of them while it trains (None: the default one)."""
+    """A sweep's job on a machine with several GPUs holds one of them while it trains (None: the default one; a job
+of several tasks takes a GPU per task by local rank)."""
     gpus = torch.cuda.device_count()  # NVML's count: CUDA is not initialised by it
-    if not job.multirun or cfg.device.type not in ("auto", "cuda") or gpus < 2:
+    if not job.multirun or job.tasks > 1 or cfg.device.type not in ("auto", "cuda") or gpus < 2:
         return contextlib.nullcontext(None)
     return DeviceSlots(Path(job.sweep_dir), gpus).slot()  # type: ignore[arg-type]
 
