@@ -33,6 +33,7 @@ class MlflowServer:
     folder: Path
     port: int
     backend: str | None = None  # a database URI; None: a sqlite file in `folder`
+    admin_password: str | None = None  # set: `--auth`, MLflow's basic auth, its admin user created with this
     process: subprocess.Popen | None = None
 
     @property
@@ -42,15 +43,32 @@ class MlflowServer:
     def start(self, timeout: float = 90) -> MlflowServer:
         backend = self.backend or f"sqlite:///{self.folder / 'mlflow.db'}"
         command = [SWEEPLAB, "server", backend, "--port", str(self.port), "--artifacts", str(self.folder / "artifacts"),
-                   "--workers", "1"]
-        with (self.folder / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+                   "--workers", "1", *(["--auth"] if self.admin_password else [])]
+        auth = {"MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config()), "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-test-key"}
+        env = {**os.environ, **(auth if self.admin_password else {})}
+        with (self.folder / "server.log").open("ab") as log:  # in `folder`: --auth keeps its users there
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.folder, env=env,
+                                            start_new_session=True)
         try:
             self.wait_until_healthy(timeout)
         except BaseException:  # a server that never answered is not left running
             self.stop(signal.SIGKILL)
             raise
         return self
+
+    def auth_config(self) -> Path:
+        """MLflow's basic-auth settings as README advises a team: users in a file of their own, and each password
+        checked once a minute rather than at every request (a PBKDF2 hash: a second or more a request here)."""
+        path = self.folder / "basic_auth.ini"
+        path.write_text(f"""[mlflow]
+default_permission = READ
+database_uri = sqlite:///{self.folder / 'basic_auth.db'}
+admin_username = admin
+admin_password = {self.admin_password}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = 60
+""")
+        return path
 
     def wait_until_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mlflow_server import REPO, MlflowServer, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
+from mlflow_server import REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
 from sweeplab.cli.main import main
 from sweeplab.tracking.metadata import flatten
 
@@ -130,3 +130,27 @@ def test_sixteen_jobs_in_eight_workers_lose_no_run_and_no_metric(
         for key in EPOCH_METRICS:
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == [1], (child, key)
         assert {"test/acc", "test/loss", "best/val/acc", "epoch_seconds"} <= set(child.data.metrics)
+
+
+def test_a_server_with_auth_takes_runs_with_credentials_only(tmp_path: Path) -> None:
+    """`sweeplab server --auth`: a run with the admin's credentials is recorded; one without is one line."""
+    password = "a-long-admin-password"
+    server = MlflowServer(tmp_path / "server", free_port(), admin_password=password)
+    server.folder.mkdir()
+    server.start()
+    try:
+        run = ["trainer.epochs=1", "export.onnx=false", "tracking.log_model=false", f"tracking.uri={server.uri}",
+               "tracking.experiment=guarded"]
+        refused = train(*run, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+            f"error: tracking server {server.uri} refused access (HTTP 401)"), refused.stderr[-2000:]
+        credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+        admitted = train(*run, cwd=tmp_path, env=credentials)
+        assert admitted.returncode == 0, admitted.stderr[-3000:]
+        with pytest.MonkeyPatch.context() as environment:
+            for key, value in credentials.items():
+                environment.setenv(key, value)
+            (recorded,) = runs_of(MlflowClient(server.uri), "guarded")
+            assert recorded.info.status == "FINISHED" and "val/acc" in recorded.data.metrics
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ from sweeplab.masking import masked_text
 from sweeplab.tracking.store import ARTIFACTS_DIR, resolve_uri
 
 CONNECT_SECONDS = 5
+SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # MLflow's auth app signs its CSRF tokens with it
 AUTH_DB = "basic_auth.db"  # where MLflow's basic-auth app keeps its users by default: the current directory
 
 
@@ -101,6 +102,9 @@ def check_auth() -> None:
         import flask_wtf  # noqa: F401 - MLflow's basic-auth app needs it for CSRF protection
     except ImportError:
         raise UserError("--auth needs MLflow's auth extra: pip install 'sweeplab[server]'") from None
+    if not os.environ.get(SECRET_KEY):
+        raise UserError(f"--auth protects its forms with a secret key: set {SECRET_KEY} to a long random string "
+                        "(`python -c 'import secrets; print(secrets.token_hex(32))'`), the same on every restart")
     configured = {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"} & set(os.environ)
     if not configured and not Path(AUTH_DB).exists():
         raise UserError("--auth creates its admin user on a first start and needs a password for it: set "

@@ -101,6 +101,7 @@ class Session:
     def log_metrics(self, rows: list[MetricRow]) -> None:
         rows = [row for row in rows if row[3] > self.delivered.get(row[0], -1)]
         if rows and self.reachable():
+            start = 0
             try:
                 for start in range(0, len(rows), MAX_METRICS_PER_BATCH):
                     batch = [Metric(*row[:3], row[3]) for row in rows[start : start + MAX_METRICS_PER_BATCH]]
@@ -108,6 +109,7 @@ class Session:
                 return
             except DELIVERY_ERRORS:
                 self.went_offline()
+                rows = rows[start:]  # the batches before this one were delivered
         self.pending_metrics += rows
 
     def log_inputs(self, inputs: list[DatasetInput]) -> None:

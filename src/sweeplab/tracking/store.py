@@ -51,7 +51,8 @@ def server_error(uri: str, timeout: float = 5.0) -> str | None:
     import requests
 
     try:
-        response = requests.get(f"{uri.rstrip('/')}{PROBE}", params={"max_results": 1}, timeout=timeout)
+        response = requests.get(f"{uri.rstrip('/')}{PROBE}", params={"max_results": 1}, timeout=timeout,
+                                **credentials())
     except requests.RequestException as error:
         return (f"is unreachable ({type(error).__name__}): start it, fix tracking.uri or MLFLOW_TRACKING_URI, "
                 "or run with tracking.enabled=false")
@@ -66,6 +67,16 @@ def server_error(uri: str, timeout: float = 5.0) -> str | None:
                 "or MLFLOW_TRACKING_URI at one (`mlflow server`, e.g. http://host:5000), or run with "
                 "tracking.enabled=false")
     return None
+
+
+def credentials() -> dict:
+    """The credentials MLflow's client sends, from the variables it reads (basic auth, or a bearer token)."""
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if username and password:
+        return {"auth": (username, password)}
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+    return {}
 
 
 def check_reachable(uri: str) -> None:
