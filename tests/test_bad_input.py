@@ -372,3 +372,17 @@ def test_predict_refuses_top_k_0(tmp_path: Path, capsys) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "picture.png")
     error = cli_error(["predict", "--run", str(tmp_path), "--top-k", "0", str(tmp_path / "picture.png")], capsys)
     assert error == "error: --top-k 0 is invalid: show at least 1 class\n"
+
+
+@pytest.mark.parametrize("arguments, line", [
+    (["postgresql://mlflow:s3cret@127.0.0.1:1/mlflow"],
+     "error: cannot open the backend postgresql://***@127.0.0.1:1/mlflow (connection failed: "),
+    (["http://host:5000"], "error: http://host:5000 is not a database URI: pass one such as postgresql://HOST:5432/DB"),
+    (["sqlite:///mlflow.db", "--auth"], "error: --auth protects its forms with a secret key: set "
+     "MLFLOW_FLASK_SERVER_SECRET_KEY"),
+], ids=["database down", "not a database", "auth without a key"])
+def test_a_server_that_cannot_start_is_one_line(arguments: list[str], line: str, tmp_path: Path, capsys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_FLASK_SERVER_SECRET_KEY", raising=False)
+    assert cli_error(["server", *arguments], capsys).startswith(line)
