@@ -69,6 +69,7 @@ class RunSpec:
     parent_id: str | None = None  # a sweep job's parent run, when known here
     sweep_dir: str | None = None  # ... else the recorder knows it by the sweep dir (a sequential sweep)
     code_dir: str = str(Path(__file__).parent)  # whose git commit the run records
+    system_metrics: bool = False  # sample CPU, memory and the run's GPU into the run
 
 
 @dataclass
@@ -211,6 +212,7 @@ def run_spec(
         resume=resume,
         parent_id=os.environ.get(PARENT_RUN_ENV) if job.multirun else None,
         sweep_dir=job.sweep_dir,
+        system_metrics=cfg.tracking.system_metrics,
     )
 
 

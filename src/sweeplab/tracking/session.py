@@ -208,7 +208,7 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
 
 
 def watch_system(session: Session, spec: RunSpec, resumed: bool) -> None:
-    if spec.config["tracking"]["system_metrics"]:
+    if spec.system_metrics:
         session.system_metrics = started(session.run_id, spec.uri, spec.tags, resumed)
 
 
