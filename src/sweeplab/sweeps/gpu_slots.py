@@ -3,7 +3,8 @@
 joblib reuses its worker processes, so a job cannot be given a GPU through CUDA_VISIBLE_DEVICES (CUDA reads
 it once, when it starts in a process): it gets `cuda:<slot>` instead. A slot is an exclusive lock on a file
 in the sweep dir, which the operating system releases when the job's process ends, SIGKILLed or not, so no
-slot is ever lost; a job that finds every slot taken waits for one.
+slot is ever lost; a job that finds every slot taken waits for one. Slots are named by host, so jobs on two
+nodes that share the sweep dir (a cluster's shared file system) never wait for each other's GPUs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +40,10 @@ class DeviceSlots:
     def acquire(self) -> tuple[int, IO]:
         self.folder.mkdir(parents=True, exist_ok=True)
         waiting = False
+        host = socket.gethostname()
         while True:
             for index in range(self.count):
-                lock = (self.folder / f"{index}.lock").open("a")
+                lock = (self.folder / f"{host}-{index}.lock").open("a")
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return index, lock
