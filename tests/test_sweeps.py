@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from mlflow import MlflowClient
 
@@ -157,18 +158,25 @@ def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> No
     assert epochs_logged(client, after[1].info.run_id) == list(range(1, 31)), "every epoch once"
 
 
-def test_submitit_local_runs_the_sweep_in_its_own_processes(tmp_path: Path) -> None:
-    """The code path of hydra/launcher=submitit_slurm (conf/hydra/launcher/slurm.yaml), as local processes."""
+def test_a_ray_sweep_runs_its_jobs_as_tasks_of_a_local_ray(tmp_path: Path) -> None:
+    """hydra/launcher=ray (pip install -e ".[ray]"): the sweep starts a local Ray, runs each job as a Ray task and
+    leaves no Ray process behind. (submitit's launcher is tested in test_torchrun.py, with jobs of 2 tasks.)"""
     sweep_dir = tmp_path / "sweep"
-    result = train("-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1", "optimizer.lr=0.01,0.003",
-                   "trainer.epochs=1", f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
+    started = time.time()
+    result = train("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+                   "+hydra.launcher.ray.init.include_dashboard=false", "optimizer.lr=0.01,0.003", "trainer.epochs=2",
+                   f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 2, "each job ran as a submitit job"
+    assert "Ray Launcher is launching 2 jobs" in result.stdout + result.stderr
     client, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED" and sorted(children) == [0, 1]
     assert {run.info.status for run in children.values()} == {"FINISHED"}
-    assert {run.data.tags["torch.threads"] for run in children.values()} == {"1"}, "threads follow cpus_per_task"
+    assert [epochs_logged(client, run.info.run_id) for run in children.values()] == [[1, 2], [1, 2]]
+    assert {run.data.tags["torch.threads"] for run in children.values()} == {"1"}, "Ray's one CPU a task"
     assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"}
+    assert "0.003" in result.stdout.split("sweep: best")[-1], "the sweep's table"
+    left = [p.name() for p in psutil.process_iter() if p.create_time() >= started and "ray" in p.name().lower()]
+    assert not left, f"Ray processes left running: {left}"
 
 
 def study(cwd: Path, name: str) -> optuna.Study:
