@@ -123,6 +123,8 @@ def test_a_sweep_of_two_task_jobs_trains_each_job_as_torchrun_does(reference: di
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     children = {int(r.data.tags["sweep.job"]): r.info.run_id for r in runs if "sweep.job" in r.data.tags}
     assert len(runs) == 3 and sorted(children) == [0, 1], "a parent and one child per job"
+    assert len(list(tmp_path.glob("multirun/*/*/.submitit/*/*_result.pkl"))) == 4, "2 submitit jobs of 2 tasks"
+    assert {client.get_run(i).data.tags["torch.threads"] for i in children.values()} == {"1"}, "cpus_per_task"
     for job in (0, 1):
         (run_dir,) = tmp_path.glob(f"multirun/*/*/{job}")
         assert (run_dir / "train.log").read_text().count("epoch 4 of 4: ") == 1, "rank 0 alone logs"
