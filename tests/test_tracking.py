@@ -101,6 +101,20 @@ def test_summary_ranks_jobs_by_the_optimized_metric(sweep_store, tmp_path: Path)
     assert (folder / "summary.csv").read_text().count("\n") == 4
 
 
+def test_a_sweep_stopped_before_any_job_has_a_value_is_summarized_without_a_plot(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM in the first epoch of the first job: the parent still gets its table (its end used to
+    fail on the empty plot, leaving it RUNNING)."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = ensure_experiment(client, "stopped")
+    parent = client.create_run(experiment_id, tags={SWEPT_TAG: "optimizer.lr", OPTIMIZED_TAG: "val/acc"})
+    tags = {PARENT_TAG: parent.info.run_id, OVERRIDES_TAG: "optimizer.lr=0.1", "sweep.job": "0"}
+    client.set_terminated(client.create_run(experiment_id, tags=tags).info.run_id, "KILLED")
+    log_sweep_summary(client, parent.info.run_id)
+    assert client.get_run(parent.info.run_id).data.tags["sweep.jobs"] == "1"
+    folder = Path(client.download_artifacts(parent.info.run_id, "summary", str(tmp_path)))
+    assert sorted(path.name for path in folder.iterdir()) == ["summary.csv", "summary.md"]
+
+
 def test_markdown_table_formats_numbers_and_gaps() -> None:
     table = markdown_table([{"a": 0.123456, "b": None, "c": "x"}])
     assert table.splitlines() == ["| a | b | c |", "|---|---|---|", "| 0.1235 |  | x |"]

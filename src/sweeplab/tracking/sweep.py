@@ -153,7 +153,7 @@ def log_sweep_summary(store: MlflowClient, parent_id: str) -> list[Run]:
         if configurations:
             write_csv(configurations, out / "aggregate.csv")
             (out / "aggregate.md").write_text(markdown_table(configurations))
-        if keys:
+        if keys and rows[0][best_metric(metric)] is not None:  # best first: no value, no job to plot yet
             plot_metric_vs_params(rows, keys, best_metric(metric), out / "metric_vs_params.png")
         store.log_artifacts(parent_id, folder, SUMMARY_ARTIFACTS)
     best = rows[0]
