@@ -1,16 +1,19 @@
 """torchrun: real `torchrun --nproc_per_node=2` processes on the CPU (gloo) train one run, rank 0's.
 
 One plain run and one torchrun run with the same global batch are shared by the tests; a torchrun
-run killed mid-epoch (tests/faults/sitecustomize.py) resumes under torchrun to the same metrics, and a
-sweep whose jobs each train on 2 submitit tasks trains its default job as the torchrun run does.
+run killed mid-epoch (tests/faults/sitecustomize.py) resumes under torchrun to the same metrics, one sent
+SIGTERM ends KILLED, and a sweep whose jobs each train on 2 submitit tasks trains its default job as the
+torchrun run does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,11 +36,15 @@ def command(torchrun: bool, *overrides: str) -> list[str]:
     return [*launcher, str(REPO / "train.py"), *overrides]
 
 
+def environment(env: dict | None = None) -> dict[str, str]:
+    """Each test's own store: the one in its cwd."""
+    return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | (env or {})
+
+
 def run(cwd: Path, torchrun: bool, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | (env or {})
     flags = [override for override in overrides if override.startswith("-")]  # -m: before every override
     arguments = [*flags, *RUN, *(override for override in overrides if override not in flags)]
-    return subprocess.run(command(torchrun, *arguments), cwd=cwd, env=environment, capture_output=True,
+    return subprocess.run(command(torchrun, *arguments), cwd=cwd, env=environment(env), capture_output=True,
                           text=True, timeout=300)
 
 
@@ -110,6 +117,28 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_as_if_never_stopped(refere
     client, run_id = only_run(tmp_path)
     expected_client, expected_id = only_run(reference["torchrun"])
     assert per_epoch(client, run_id) == per_epoch(expected_client, expected_id)
+
+
+def test_a_sigterm_to_torchrun_ends_its_run_killed_as_rank_0_says(tmp_path: Path) -> None:
+    """scancel or a time limit: torchrun passes the SIGTERM to its ranks; rank 0 ends the MLflow run KILLED and
+    says how to resume, once."""
+    training = subprocess.Popen(command(True, "trainer.epochs=200", "trainer.progress=false", "export.onnx=false",
+                                        "tracking.log_model=false"),
+                                cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and training.poll() is None:
+        time.sleep(0.2)
+    training.send_signal(signal.SIGTERM)
+    _, stderr = training.communicate(timeout=120)
+    assert training.returncode != 0
+    (run_dir,) = [path.parent for path in tmp_path.glob("outputs/*/*/.hydra")]
+    said = [line for line in stderr.splitlines() if line.startswith("terminated (SIGTERM): resume with `")]
+    assert said == [f"terminated (SIGTERM): resume with `torchrun --nproc_per_node=2 train.py trainer.epochs=200 "
+                    f"trainer.progress=false export.onnx=false tracking.log_model=false hydra.run.dir={run_dir}`"]
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "KILLED"
+    client, run_id = only_run(tmp_path)
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["sweeplab.failure"] == "Terminated: terminated (SIGTERM)"
 
 
 def test_a_sweep_of_two_task_jobs_trains_each_job_as_torchrun_does(reference: dict[str, Path],

@@ -1,4 +1,4 @@
-"""Statuses and outages, with real runs and real servers: FAILED with a reason, KILLED on Ctrl-C, an
+"""Statuses and outages, with real runs and real servers: FAILED with a reason, KILLED on Ctrl-C or SIGTERM, an
 unreachable server refused before training, and a server that dies mid-run losing nothing."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from mlflow import MlflowClient
@@ -73,17 +74,32 @@ def wait_for_epochs(client: MlflowClient, experiment: str, epochs: int, timeout:
     raise AssertionError(f"no run of {experiment} reached {epochs} epochs in {timeout} s")
 
 
-def test_ctrl_c_marks_the_run_killed(mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
+def stop(process: subprocess.Popen, sig: signal.Signals) -> None:
+    """Ctrl-C reaches the training process (its recorder has its own session); a SIGTERM from a cluster's
+    scheduler (Slurm's scancel, a time limit) reaches every process of the job."""
+    for each in [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]:
+        if sig == signal.SIGINT and each.pid != process.pid:
+            continue
+        each.send_signal(sig)
+
+
+@pytest.mark.parametrize("sig, code, said, reason", [
+    (signal.SIGINT, 130, "interrupted (Ctrl-C)", "KeyboardInterrupt: interrupted (Ctrl-C)"),
+    (signal.SIGTERM, 143, "terminated (SIGTERM)", "Terminated: terminated (SIGTERM)"),
+], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_is_killed_and_says_how_to_resume(sig: signal.Signals, code: int, said: str, reason: str,
+                                                        mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
     client = MlflowClient(mlflow_server.uri)
-    process = start_training(mlflow_server.uri, "interrupted", tmp_path, "trainer.epochs=200")
-    run_id = wait_for_epochs(client, "interrupted", 1)
-    process.send_signal(signal.SIGINT)
+    experiment = f"stopped-{sig.name}"
+    process = start_training(mlflow_server.uri, experiment, tmp_path, "trainer.epochs=200")
+    run_id = wait_for_epochs(client, experiment, 1)
+    stop(process, sig)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
-    assert "interrupted (Ctrl-C): resume with `python train.py " in stderr and "hydra.run.dir=" in stderr
+    assert process.returncode == code and "Traceback" not in stderr, stderr[-3000:]
+    assert f"{said}: resume with `python train.py " in stderr and "hydra.run.dir=" in stderr
     run = client.get_run(run_id)
-    assert run.info.status == "KILLED"
-    assert run.data.tags["sweeplab.failure"].startswith("KeyboardInterrupt")
+    assert run.info.status == "KILLED" and run.data.tags["sweeplab.failure"] == reason
+    assert json.loads(next(tmp_path.glob("outputs/*/*/result.json")).read_text())["reason"] == said
 
 
 def test_server_outage_mid_run_keeps_training_and_every_metric(tmp_path: Path) -> None:

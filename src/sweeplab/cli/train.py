@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweeplab.config.schema import register_configs
 from sweeplab.errors import UserError, config_error_line, exit_on_user_error
 from sweeplab.hydra_job import current_hydra_job
+from sweeplab.interrupts import end_on_sigterm, exit_code
 from sweeplab.recorder import job_recorder
 from sweeplab.sweeps.ending import end_interrupted_sweeps
 from sweeplab.tracking.store import check_reachable, resolve_uri
@@ -71,11 +72,13 @@ def main() -> None:
 
 
 def run_to_the_end() -> None:
-    """Ctrl-C ends with the line that says how to resume (sweeplab.sweeps.job) and exit code 130, no traceback."""
+    """Ctrl-C or SIGTERM ends with the line that says how to resume (sweeplab.sweeps.job) and exit code 130 or
+    143, no traceback."""
+    end_on_sigterm()
     try:
         run()
     except BaseException as error:
         end_interrupted_sweeps()  # Hydra 1.3 ends a sweep's callbacks only when the sweep returns
         if isinstance(error, KeyboardInterrupt):
-            sys.exit(130)
+            sys.exit(exit_code(error))
         raise

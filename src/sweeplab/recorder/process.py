@@ -25,6 +25,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 from sweeplab.errors import typed_line
+from sweeplab.interrupts import INTERRUPTS
 from sweeplab.recorder.calls import NOT_YET, Call, RemoteTraceback, resolve, unseen_errors
 
 # How the child finds its parent: the address to connect to, the key that proves it, what to prepare.
@@ -65,7 +66,7 @@ class Recorder:
 
     def submit(self, target: str, *args: Any) -> Call:
         call = Call(self, target)
-        with _sigint_deferred():  # a Ctrl-C mid-message would corrupt the connection
+        with _interrupts_deferred():  # a Ctrl-C mid-message would corrupt the connection
             self.connection.send((target, args))
         self.pending.append(call)
         return call
@@ -73,14 +74,14 @@ class Recorder:
     def busy(self) -> bool:
         """Whether it is still working on calls (the answers that arrived are read, without waiting)."""
         while self.pending and self.connection.poll():
-            with _sigint_deferred():
+            with _interrupts_deferred():
                 self._take_answer()
         return bool(self.pending)
 
     def wait_for(self, call: Call | None) -> None:
         """Take answers, in order, until `call` (None: every call) is answered."""
         while self.pending and (call is None or call.value is NOT_YET and call.error is None):
-            with _sigint_deferred():  # a Ctrl-C now arrives once this answer is read and filed
+            with _interrupts_deferred():  # a Ctrl-C now arrives once this answer is read and filed
                 self._take_answer()
 
     def _take_answer(self) -> None:
@@ -116,16 +117,16 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C until a message is wholly written or read (it then arrives as usual)."""
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C or SIGTERM until a message is wholly written or read (it then arrives as usual)."""
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 def serve(connection: Connection, warm_up: tuple[str, ...]) -> None:
@@ -153,7 +154,10 @@ def exit_when_orphaned(parent: int) -> None:
 
 def answer_calls(connection: Connection, warm_up: tuple[str, ...]) -> None:
     """Answer each call in order; whenever idle, prepare what `warm_up` names (see `warm`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # where there are no sessions (Windows), Ctrl-C reaches us too
+    # The training process tells it when to stop: a Ctrl-C (where there are no sessions: Windows) or a SIGTERM to
+    # every process of a job (Slurm's) would cut the run's last records.
+    for interrupt in INTERRUPTS:
+        signal.signal(interrupt, signal.SIG_IGN)
     waiting = list(warm_up)
     while True:
         while waiting and not connection.poll():

@@ -89,7 +89,7 @@ def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path) -> 
     missing = [str(result.job) for result in unfinished if result.status == NOT_STARTED]
     stopped = len(unfinished) - len(missing)
     parts = [f"{stopped} stopped (reasons in the table)"] if stopped else []
-    parts += [f"{len(missing)} never started (jobs {', '.join(missing)})"] if missing else []
+    parts += [f"{len(missing)} never started (job{'s' * (len(missing) > 1)} {', '.join(missing)})"] if missing else []
     return (f"error: {len(unfinished)} of {jobs} jobs did not finish: {' and '.join(parts)}; re-run the same "
             f"command with hydra.sweep.dir={sweep_dir} to run only those")
 
@@ -154,7 +154,7 @@ class SweepRecord(Callback):
         parent_id = self.parent()
         tags = {}
         best = best_result(sweep_results(Path(config.hydra.sweep.dir)))
-        interrupted = sys.exc_info()[0] is KeyboardInterrupt
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)  # Ctrl-C or SIGTERM
         if config.export.onnx and best is not None and not interrupted:
             if export_best_job(config, best, parent_id):
                 tags[EXPORTED_JOB_TAG] = str(best.job)

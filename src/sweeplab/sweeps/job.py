@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from sweeplab.distributed import join_job_tasks, read_by_main
 from sweeplab.errors import UserError, first_line, typed_line
 from sweeplab.hydra_job import HydraJob, current_hydra_job
+from sweeplab.interrupts import how_interrupted
 from sweeplab.ranks import follower, launched
 from sweeplab.recorder import Inline, Recorder, job_recorder
 from sweeplab.run_log import log_outcome
@@ -85,10 +86,10 @@ def job_task(train: Train) -> Callable[[DictConfig], float]:
                 scores = train(cfg, replace(job, gpu=gpu), previous is not None, recorder)
             result.value, result.test_acc = scores.best, scores.test_acc
             result.status = PRUNED if scores.pruned_at else FINISHED
-        except KeyboardInterrupt:
-            result.status, result.reason = KILLED, "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as error:
+            result.status, result.reason = KILLED, how_interrupted(error)
             if not job.multirun:  # a sweep says how to resume at its end (sweeplab.sweeps.callbacks)
-                print(f"interrupted (Ctrl-C): resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
+                print(f"{result.reason}: resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
             raise
         except Exception as error:
             result.status, result.reason = FAILED, failure_reason(error)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.errors import typed_line
 from sweeplab.hydra_job import HydraJob
+from sweeplab.interrupts import how_interrupted
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.vocabulary import (
     FAILED,
@@ -167,7 +168,7 @@ class TrackedRun:
 def tracked_run(
     cfg: DictConfig, job: HydraJob, recorder: Recorder | Inline, environment: dict[str, str], resume: bool
 ) -> Iterator[TrackedRun | None]:
-    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C).
+    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C, SIGTERM).
 
     `resume` reopens the run this run dir started before, if there is one.
     """
@@ -180,8 +181,8 @@ def tracked_run(
     run.start(run_spec(cfg, job, uri, run.run_dir, environment, resume))
     try:
         yield run
-    except KeyboardInterrupt:
-        run.end(KILLED, "KeyboardInterrupt: interrupted (Ctrl-C)")
+    except KeyboardInterrupt as error:
+        run.end(KILLED, f"{type(error).__name__}: {how_interrupted(error)}")
         raise
     except BaseException as error:
         run.end(FAILED, typed_line(error))
