@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ from trained_runs import train_run
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: trains real models in subprocesses (deselect with -m 'not slow')")
+    # A shell starts a background job (`pytest &`) with SIGINT ignored, and every process started from it inherits
+    # that: the tests that press Ctrl-C on train.py would find it ignored.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
