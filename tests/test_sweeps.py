@@ -175,8 +175,15 @@ def test_a_ray_sweep_runs_its_jobs_as_tasks_of_a_local_ray(tmp_path: Path) -> No
     assert {run.data.tags["torch.threads"] for run in children.values()} == {"1"}, "Ray's one CPU a task"
     assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"}
     assert "0.003" in result.stdout.split("sweep: best")[-1], "the sweep's table"
-    left = [p.name() for p in psutil.process_iter() if p.create_time() >= started and "ray" in p.name().lower()]
+    deadline = time.monotonic() + 30  # Ray's daemons end a moment after its driver
+    while (left := ray_processes_since(started)) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not left, f"Ray processes left running: {left}"
+
+
+def ray_processes_since(started: float) -> list[str]:
+    return [p.info["name"] for p in psutil.process_iter(["name", "create_time"])  # None for one gone meanwhile
+            if (p.info["create_time"] or 0) >= started and "ray" in (p.info["name"] or "").lower()]
 
 
 def study(cwd: Path, name: str) -> optuna.Study:
