@@ -77,9 +77,8 @@ def wait_for_epochs(client: MlflowClient, experiment: str, epochs: int, timeout:
 def stop(process: subprocess.Popen, sig: signal.Signals) -> None:
     """Ctrl-C reaches the training process (its recorder has its own session); a SIGTERM from a cluster's
     scheduler (Slurm's scancel, a time limit) reaches every process of the job."""
-    for each in [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]:
-        if sig == signal.SIGINT and each.pid != process.pid:
-            continue
+    training = psutil.Process(process.pid)
+    for each in [training, *(training.children(recursive=True) if sig == signal.SIGTERM else [])]:
         each.send_signal(sig)
 
 

@@ -18,7 +18,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def end_on_sigterm() -> None:
-    """From now on, the first SIGTERM raises Terminated; later ones wait for it to end the run."""
+    """From now on, the first SIGTERM raises Terminated; later ones are ignored while it ends the run."""
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
