@@ -63,12 +63,12 @@ def watch_trainer() -> None:
     from sweeplab.recorder import process
 
     stamp("sweeplab's entry point imported")
-    import sweeplab.sweeps.callbacks as callbacks
+    import sweeplab.sweeps.hydra_callbacks as callbacks
 
     timed(callbacks, "check_sweep", "check the sweep's config")
     timed(callbacks, "export_best_job", "export the sweep's best job")
     timed(callbacks.SweepRecord, "on_multirun_start", "the sweep's MLflow parent run asked for")
-    timed(recorder, "job_recorder", "a job starts (its recorder)")
+    timed(recorder.ProcessRecorder, "for_job", "a job starts (its recorder)")
     timed(callbacks.SweepRecord, "on_job_end", "a job's end (its summary asked for)")
     timed(callbacks.SweepRecord, "on_multirun_end", "the sweep's end: record, export, parent run")
     timed(callbacks.SweepGuard, "on_multirun_end", "the sweep's table")
@@ -78,17 +78,17 @@ def watch_trainer() -> None:
 
 
 def watch_train_module() -> None:
-    import sweeplab.train as train
-    from sweeplab.engine import Trainer
+    import sweeplab.task.train as train
+    from sweeplab.training.engine import Trainer
 
-    stamp("imported sweeplab.train (torch)")
+    stamp("imported sweeplab.task.train (torch)")
     for name in ("build_data", "build_model", "build_trainer", "record_results", "export_best"):
         timed(train, name)
     timed(Trainer, "fit", "fit (every epoch)")
 
 
 def watch_deferred_import(module_name: str, then) -> None:
-    """Call `then()` once `module_name` is first imported (train.py imports sweeplab.train, and torch, late)."""
+    """Call `then()` once `module_name` is first imported (train.py imports sweeplab.task.train, and torch, late)."""
     import builtins
 
     real_import = builtins.__import__
@@ -121,7 +121,7 @@ if __name__ == "__main__":
     stamp("interpreter up")
     instrument_recorder_processes()
     watch_trainer()
-    watch_deferred_import("sweeplab.train", watch_train_module)
+    watch_deferred_import("sweeplab.task.train", watch_train_module)
     from sweeplab.cli.train import main
 
     main()

@@ -10,8 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from data_formats import write_cifar10, write_image_folder, write_mnist
-from sweeplab.cli.train import config_dir
-from sweeplab.config.schema import register_configs
+from sweeplab.config.schema import config_dir, register_configs
 from trained_runs import train_run
 
 

@@ -1,4 +1,4 @@
-"""Seed replicates folded into configurations (sweeplab.aggregate): the numbers against `statistics`, failed
+"""Seed replicates folded into configurations (sweeplab.core.aggregate): the numbers against `statistics`, failed
 runs counted but never averaged, a loss ranked low-first; then the same numbers where users read them: the
 parent run's aggregate.csv, the end-of-sweep table and `sweeplab compare --aggregate seed`."""
 
@@ -17,14 +17,14 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_server import train
-from sweeplab.aggregate import aggregate, best_config, mean_and_std, seeds_vary, spread
-from sweeplab.compare import aggregated, find_runs
-from sweeplab.errors import UserError
+from sweeplab.core.aggregate import aggregate, best_config, mean_and_std, seeds_vary, spread
+from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
+from sweeplab.runs.run_table import aggregated, find_runs
 from sweeplab.sweeps.results import JobResult
-from sweeplab.sweeps.table import print_sweep_table
+from sweeplab.sweeps.sweep_table import print_sweep_table
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.sweep import log_sweep_summary
-from sweeplab.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
 
 SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
 QUICK = ["export.onnx=false", "tracking.log_model=false", "tracking.flush_seconds=0"]

@@ -46,8 +46,26 @@ def imports(path: Path) -> list[tuple[str | None, str]]:
 
 
 def unit(module: str) -> str:
-    """sweeplab.tracking.session -> tracking; sweeplab.train -> train."""
+    """sweeplab.tracking.session -> tracking: the package, which is the layer's unit."""
     return module.split(".")[1]
+
+
+def test_the_packages_are_the_layers() -> None:
+    """`ls src/sweeplab` shows the architecture: packages only, each in a layer of the table."""
+    top = SRC / "sweeplab"
+    assert sorted(path.name for path in top.glob("*.py")) == ["__init__.py"], "a module outside the packages"
+    packages = {path.parent.name for path in top.glob("*/__init__.py")}
+    listed = {name for _, names, _ in table("Layers: who may import whom") for name in re.findall(r"[a-z_]+", names)}
+    assert packages == listed
+
+
+def test_modules_that_moved_still_import_under_their_old_names() -> None:
+    """A user's config may name a module by the path it had before the packages became the layers."""
+    code = ("import importlib, sweeplab\n"
+            "assert all(importlib.import_module(old) is importlib.import_module(new) "
+            "for old, new in sweeplab.MOVED.items())\n"
+            "from hydra.utils import get_method; get_method('sweeplab.masking.MaskingFilter')")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def sweeplab_edges() -> set[tuple[str, str]]:
@@ -97,12 +115,12 @@ def modules_after(code: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
 
 
-def test_the_recorder_s_modules_never_import_torch() -> None:
-    from sweeplab.recorder import EXPORT_MODULES, TRACKING_MODULES
-
-    modules = {target.split(":")[0] for target in TRACKING_MODULES + EXPORT_MODULES} | {"sweeplab.sweeps.results"}
-    loaded = modules_after("; ".join(f"import {module}" for module in sorted(modules)))
-    assert "mlflow" in loaded and "torch" not in loaded
+def test_every_call_the_recorder_takes_resolves_without_torch() -> None:
+    """remote.py's table is every function the training process may name: each resolves, and none loads torch."""
+    code = ("from sweeplab.recorder.calls import resolve; from sweeplab.recorder.remote import Remote\n"
+            "assert all(callable(resolve(target)) for target in Remote)")
+    loaded = modules_after(code)
+    assert "mlflow" in loaded and "onnxruntime" in loaded and "torch" not in loaded
 
 
 @pytest.mark.slow

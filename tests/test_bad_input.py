@@ -23,21 +23,21 @@ from PIL import Image
 from data_formats import write_cifar10, write_image_folder, write_label_files, write_png_claiming_size
 from sweeplab.cli.main import main
 from sweeplab.config.checks import check_ranges
+from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import PARENT_TAG, PENDING_FILE, RESULT_FILE, SWEEP_DIR_TAG, SWEPT_TAG
 from sweeplab.data import load_splits
 from sweeplab.data.batches import make_batches
 from sweeplab.data.label_files import load_label_files
 from sweeplab.data.sources import load_image_folder
-from sweeplab.errors import UserError
-from sweeplab.runs.run_dir import check_writable
+from sweeplab.runs.dir_guard import check_writable
 from sweeplab.sweeps.results import read_result
+from sweeplab.task.train import resume_state
 from sweeplab.tracking import upload
-from sweeplab.train import resume_state
-from sweeplab.vocabulary import PARENT_TAG, PENDING_FILE, RESULT_FILE, SWEEP_DIR_TAG, SWEPT_TAG
 from trained_runs import REPO
 
 CPU = torch.device("cpu")
 # Registered here until conf/train.yaml lists the guard among hydra.callbacks (++: add, or keep what is there).
-RUN_DIR_GUARD = "++hydra.callbacks.run_dir_guard._target_=sweeplab.runs.run_dir.RunDirGuard"
+RUN_DIR_GUARD = "++hydra.callbacks.run_dir_guard._target_=sweeplab.runs.dir_guard.RunDirGuard"
 
 
 def one_line(error: BaseException) -> str:
@@ -163,7 +163,7 @@ def truncated_checkpoint(tmp_path: Path) -> bytes:
 
 
 def test_a_truncated_last_checkpoint_is_one_line(tmp_path: Path, truncated_checkpoint: bytes, compose_train) -> None:
-    """What resume reads (sweeplab.train.resume_state)."""
+    """What resume reads (sweeplab.task.train.resume_state)."""
     last = tmp_path / "checkpoints" / "last.pt"
     last.parent.mkdir()
     last.write_bytes(truncated_checkpoint)

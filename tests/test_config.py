@@ -11,10 +11,10 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from sweeplab.cli.train import config_dir
 from sweeplab.config.checks import check_ranges
-from sweeplab.errors import UserError
-from sweeplab.vocabulary import metric_mode
+from sweeplab.config.schema import config_dir
+from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import metric_mode
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")

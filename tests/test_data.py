@@ -14,6 +14,8 @@ from torch.utils.data import TensorDataset
 
 from data_formats import CIFAR_CLASSES, MNIST_FILES, write_cifar10, write_image_folder, write_mnist
 from sweeplab.config.schema import AugmentConfig, DatasetConfig
+from sweeplab.core.errors import UserError
+from sweeplab.core.ranks import Ranks
 from sweeplab.data import build_data, load_splits
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import LoaderBatches, TensorBatches, make_batches
@@ -26,8 +28,6 @@ from sweeplab.data.sources import (
     load_mnist,
     seeded_split,
 )
-from sweeplab.errors import UserError
-from sweeplab.ranks import Ranks
 
 CPU = torch.device("cpu")
 

@@ -16,20 +16,20 @@ from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
 from data_formats import class_images
-from sweeplab.callbacks import BestTracker, Checkpointer, EarlyStopping
-from sweeplab.checkpoint import load_checkpoint, load_state_file, save_checkpoint
 from sweeplab.config.schema import AugmentConfig, MLPConfig
-from sweeplab.console import ProgressBar, print_summary
+from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import BEST_CHECKPOINT as BEST
+from sweeplab.core.vocabulary import LAST_CHECKPOINT as LAST
 from sweeplab.data import augmentation_policies
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import TensorBatches
-from sweeplab.device import autocast, grad_scaler, resolve_device
-from sweeplab.engine import Callback, DivergedError, EpochMetrics, Trainer
-from sweeplab.errors import UserError
 from sweeplab.models import build_model
-from sweeplab.optim import build_optimizer, build_scheduler
-from sweeplab.vocabulary import BEST_CHECKPOINT as BEST
-from sweeplab.vocabulary import LAST_CHECKPOINT as LAST
+from sweeplab.training.best_epoch import BestTracker, Checkpointer, EarlyStopping
+from sweeplab.training.checkpoint import load_checkpoint, load_state_file, save_checkpoint
+from sweeplab.training.console import ProgressBar, print_summary
+from sweeplab.training.device import autocast, grad_scaler, resolve_device
+from sweeplab.training.engine import Callback, DivergedError, EpochMetrics, Trainer
+from sweeplab.training.optim import build_optimizer, build_scheduler
 
 CPU = torch.device("cpu")
 CLASSES = 4
@@ -76,7 +76,7 @@ def test_a_tiny_fit_learns() -> None:
     trainer = make_trainer(epochs=3)
     _, before = trainer.evaluate(trainer.val_batches)
     history = trainer.fit()
-    assert [m.epoch for m in history] == [1, 2, 3] and trainer.step == 3 * 8
+    assert [m.epoch for m in history] == [1, 2, 3] and trainer.state.step == 3 * 8
     assert before < 0.5 and history[-1].val_acc >= 0.9
     assert history[-1].train_loss < history[0].train_loss
     assert all(m.images_per_second > 0 and m.lr == 1e-2 for m in history)
@@ -115,13 +115,13 @@ def test_accumulated_micro_batches_take_the_step_of_the_whole_batch() -> None:
         return trainer
 
     whole, accumulated = trained(1), trained(3)
-    assert whole.step == accumulated.step == 16
+    assert whole.state.step == accumulated.state.step == 16
     for expected, parameter in zip(whole.model.parameters(), accumulated.model.parameters(), strict=True):
         torch.testing.assert_close(parameter, expected, rtol=1e-5, atol=1e-6)
-    for expected, epoch in zip(whole.history, accumulated.history, strict=True):
+    for expected, epoch in zip(whole.state.history, accumulated.state.history, strict=True):
         assert epoch.train_loss == pytest.approx(expected.train_loss, rel=1e-5)
         assert epoch.train_acc == expected.train_acc and epoch.val_acc == expected.val_acc
-    assert whole.history[-1].train_loss < whole.history[0].train_loss
+    assert whole.state.history[-1].train_loss < whole.state.history[0].train_loss
 
 
 def test_a_step_the_gradient_scaler_skips_does_not_advance_the_schedule() -> None:
@@ -147,7 +147,7 @@ class Recorder(Callback):
         self.calls.append("start")
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
-        self.steps.append(trainer.step)
+        self.steps.append(trainer.state.step)
         assert math.isfinite(loss) and images_per_second > 0
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
@@ -177,7 +177,7 @@ def test_an_early_stopped_run_cut_off_before_its_record_resumes_without_training
     history = make_trainer(epochs=10, lr=1e-12, callbacks=[tracker, checkpointer, stopper]).fit()
     resumed = make_trainer(epochs=10, lr=1e-12)
     resumed.load_state_dict(load_state_file(tmp_path / LAST))
-    assert resumed.fit() == history and resumed.epoch == 3
+    assert resumed.fit() == history and resumed.state.epoch == 3
 
 
 def test_early_stopping_waits_while_the_metric_improves() -> None:
@@ -239,7 +239,7 @@ def test_checkpointer_writes_last_every_epoch_and_best_on_improvement(tmp_path: 
     tracker = BestTracker("val/acc", "max")
     checkpointer = Checkpointer(tmp_path, tracker, {"config": {"seed": 0}, "classes": ["a", "b", "c", "d"]})
     for epoch, acc in enumerate([0.5, 0.8, 0.6], start=1):
-        trainer.epoch = epoch
+        trainer.state.epoch = epoch
         tracker.on_epoch_end(trainer, metrics(epoch, acc))
         checkpointer.on_epoch_end(trainer, metrics(epoch, acc))
     best, last = load_checkpoint(tmp_path / BEST), load_checkpoint(tmp_path / LAST)
@@ -278,7 +278,7 @@ class KillAt(Callback):
         self.step = step
 
     def on_train_batch_end(self, trainer: Trainer) -> None:
-        if trainer.step == self.step:
+        if trainer.state.step == self.step:
             raise SystemExit("killed")
 
 
@@ -299,7 +299,7 @@ def test_a_resumed_run_matches_the_uninterrupted_one_bit_for_bit(tmp_path: Path,
         make_trainer(epochs=3, callbacks=[tracker, checkpointer, KillAt(killed_at)], **recipe).fit()
     resumed = make_trainer(epochs=3, **recipe)
     resumed.load_state_dict(load_state_file(tmp_path / LAST))
-    assert resumed.step == (10 if killed_at == 13 else 16)
+    assert resumed.state.step == (10 if killed_at == 13 else 16)
     timing = {"seconds", "images_per_second"}
     assert [without(m, timing) for m in resumed.fit()] == [without(m, timing) for m in uninterrupted]
 

@@ -18,16 +18,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sweeplab.checkpoint import load_checkpoint, save_checkpoint
 from sweeplab.cli.main import main
-from sweeplab.errors import UserError
-from sweeplab.export.after_the_fact import export_and_verify as export_onnx
-from sweeplab.export.after_the_fact import rebase
-from sweeplab.export.parity import ExportParityError
+from sweeplab.core.errors import UserError
+from sweeplab.export.from_checkpoint import export_and_verify as export_onnx
+from sweeplab.export.from_checkpoint import rebase
+from sweeplab.export.verdict import ExportParityError
 from sweeplab.models import build_model
 from sweeplab.runs.classifier import rebuild_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.runs.resolve import find_checkpoint
+from sweeplab.training.checkpoint import load_checkpoint, save_checkpoint
 from trained_runs import RUNS
 
 

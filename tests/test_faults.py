@@ -23,10 +23,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mlflow_server import REPO
-from sweeplab.checkpoint import load_checkpoint, save_checkpoint
 from sweeplab.cli.main import main
-from sweeplab.errors import UserError
-from sweeplab.train import resume_state
+from sweeplab.core.errors import UserError
+from sweeplab.task.train import resume_state
+from sweeplab.training.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 FAULTS = REPO / "tests" / "faults"
@@ -40,13 +40,13 @@ RUN_METRICS = ("best/val/acc", "test/acc", "test/loss")
 
 # name: (process, function, nth call, kill before it starts or after it returns, extra overrides)
 KILL_POINTS = {
-    "during an epoch": ("train", "sweeplab.engine:Trainer.train_step", 12, "before", QUICK),
+    "during an epoch": ("train", "sweeplab.training.engine:Trainer.train_step", 12, "before", QUICK),
     # Steps 11 to 13 are trained and their losses sent twice: MLflow must hold them once.
-    "inside an epoch, after a step checkpoint": ("train", "sweeplab.engine:Trainer.train_step", 14, "before",
+    "inside an epoch, after a step checkpoint": ("train", "sweeplab.training.engine:Trainer.train_step", 14, "before",
                                                  [*QUICK, "trainer.checkpoint_every_n_steps=5",
                                                   "tracking.flush_seconds=0"]),
     "during the checkpoint write": ("train", "torch:save", 2, "after", QUICK),  # written, not yet renamed
-    "between the last checkpoint and result.json": ("train", "sweeplab.train:record_results", 1, "before", QUICK),
+    "between the last checkpoint and result.json": ("train", "sweeplab.task.train:record_results", 1, "before", QUICK),
     "during the metric flush": ("recorder", "sweeplab.tracking.session:Session.log_metrics", 1, "before", QUICK),
     "during the figures": ("recorder", "sweeplab.tracking.figures:draw_all", 1, "before", QUICK),
     "during the ONNX export": ("train", "sweeplab.export.onnx:write_onnx", 1, "before", []),

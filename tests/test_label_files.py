@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from data_formats import write_label_files
+from sweeplab.core.errors import UserError
 from sweeplab.data.digest import split_digest
 from sweeplab.data.label_files import load_label_files
 from sweeplab.data.sources import NO_TEST_SPLIT
-from sweeplab.errors import UserError
 from test_train_e2e import QUIET, accuracy, assert_above_chance, assert_one_line_error, run_train, trained
 
 

@@ -10,13 +10,13 @@ import torchvision
 from omegaconf import OmegaConf
 from torch import nn
 
-from sweeplab.checkpoint import save_checkpoint
 from sweeplab.config.schema import CNNConfig, MLPConfig, TorchvisionConfig
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 from sweeplab.models import build_model
 from sweeplab.models.vision import drop_aux_heads
 from sweeplab.models.weights import head_of
-from sweeplab.optim import build_optimizer
+from sweeplab.training.checkpoint import save_checkpoint
+from sweeplab.training.optim import build_optimizer
 
 DIGITS = (1, 8, 8)
 CIFAR = (3, 32, 32)

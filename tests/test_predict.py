@@ -16,13 +16,13 @@ from omegaconf import OmegaConf
 from onnx import TensorProto, helper
 from PIL import Image
 
-from sweeplab.checkpoint import load_checkpoint
 from sweeplab.cli.main import main
 from sweeplab.data import load_splits
-from sweeplab.export.after_the_fact import export_and_verify as export_onnx
-from sweeplab.predict import decoder, read_image
+from sweeplab.export.from_checkpoint import export_and_verify as export_onnx
 from sweeplab.runs.classifier import rebuild_classifier
+from sweeplab.runs.classify import decoder, read_image
 from sweeplab.runs.preprocessing import Preprocessing
+from sweeplab.training.checkpoint import load_checkpoint
 from trained_runs import REPO, RUNS
 
 # One run per way the data was decoded: one channel in memory, RGB in memory, an image folder.

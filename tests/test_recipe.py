@@ -16,17 +16,17 @@ from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
 from data_formats import class_images, write_cifar10
-from sweeplab.checkpoint import load_checkpoint, serving_weights
 from sweeplab.config.checks import check_ranges
 from sweeplab.config.schema import AugmentConfig, MLPConfig
+from sweeplab.core.errors import UserError
 from sweeplab.data.augment import BatchPreprocess
 from sweeplab.data.batches import FirstBatches, SameBatches, TensorBatches
 from sweeplab.data.policies import BatchMixing, build_policies
-from sweeplab.engine import Trainer
-from sweeplab.errors import UserError
 from sweeplab.models import build_model
 from sweeplab.runs.classifier import rebuild_model
-from sweeplab.train import moving_average
+from sweeplab.task.train import moving_average
+from sweeplab.training.checkpoint import load_checkpoint, serving_weights
+from sweeplab.training.engine import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

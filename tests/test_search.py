@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlflow_server import train
-from sweeplab.sweeps.search import search_space
+from sweeplab.sweeps.optuna_search import search_space
 from test_sweeps import QUICK, study, sweep_runs
 
 pytestmark = pytest.mark.slow

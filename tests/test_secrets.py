@@ -15,13 +15,13 @@ from mlflow import MlflowClient
 
 from mlflow_server import free_port
 from sweeplab.cli import ui
-from sweeplab.compare import reproduce_command
-from sweeplab.errors import UserError
-from sweeplab.masking import MaskingFilter, masked, masked_override, masked_text
+from sweeplab.core.errors import UserError
+from sweeplab.core.masking import MaskingFilter, masked, masked_override, masked_text
+from sweeplab.core.vocabulary import FINISHED, OVERRIDES_TAG, RUN_DIR_TAG
+from sweeplab.runs.run_table import reproduce_command
 from sweeplab.tracking import session, sweep
 from sweeplab.tracking.handle import RunSpec, SweepSpec
 from sweeplab.tracking.store import check_reachable
-from sweeplab.vocabulary import FINISHED, OVERRIDES_TAG, RUN_DIR_TAG
 
 SECRET = "hunter2"
 OVERRIDES = ["optimizer.lr=0.01", f"+db.password={SECRET}", f"+API_Token={SECRET} x",
@@ -136,7 +136,7 @@ def test_log_lines_go_out_masked_through_the_handlers_train_yaml_configures(tmp_
     """Hydra's launcher logs each job's overrides; train.log and the terminal get them masked."""
     hydra = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "train.yaml").read_text())["hydra"]
     for config, handlers in ((hydra["hydra_logging"], ["console"]), (hydra["job_logging"], ["console", "file"])):
-        assert config["filters"]["secrets"]["()"] == "sweeplab.masking.MaskingFilter"
+        assert config["filters"]["secrets"]["()"] == "sweeplab.core.masking.MaskingFilter"
         assert all(config["handlers"][name]["filters"] == ["secrets"] for name in handlers)
     handler = logging.FileHandler(tmp_path / "train.log")
     handler.addFilter(MaskingFilter())

@@ -13,13 +13,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sweeplab.engine import DivergedError
-from sweeplab.errors import UserError
-from sweeplab.hydra_job import job_threads, usable_cores
+from sweeplab.core.errors import UserError
+from sweeplab.core.hydra_job import job_threads, usable_cores
+from sweeplab.core.vocabulary import FAILED, FINISHED
 from sweeplab.sweeps.gpu_slots import SLOTS_DIR
-from sweeplab.sweeps.job import failure_reason
 from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
-from sweeplab.vocabulary import FAILED, FINISHED
+from sweeplab.task.job import failure_reason
+from sweeplab.training.engine import DivergedError
 
 
 @pytest.mark.parametrize(

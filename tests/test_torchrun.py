@@ -20,7 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_server import REPO
-from sweeplab.checkpoint import load_checkpoint
+from sweeplab.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 FAULTS = REPO / "tests" / "faults"
@@ -100,7 +100,7 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_as_if_never_stopped(refere
                                                                           tmp_path: Path) -> None:
     """SIGKILL in epoch 3 (torchrun and rank 0; rank 1 then loses its peer); a plain resume is refused in one line;
     torchrun resumes it in the same MLflow run to the uninterrupted run's per-epoch metrics, bit for bit."""
-    killed = run(tmp_path, True, env=killing({"process": "train", "call": "sweeplab.engine:Trainer.train_step",
+    killed = run(tmp_path, True, env=killing({"process": "train", "call": "sweeplab.training.engine:Trainer.train_step",
                                                "nth": 40, "when": "before"}))
     assert killed.returncode != 0
     (run_dir,) = [path.parent for path in tmp_path.glob("outputs/*/*/.hydra")]
@@ -166,7 +166,7 @@ def test_a_sweep_of_two_task_jobs_trains_each_job_as_torchrun_does(reference: di
 def test_one_ranks_user_error_ends_every_rank_with_one_line(tmp_path: Path) -> None:
     """Rank 1 alone meets trouble mid-epoch: it says so once, torchrun ends rank 0, nothing hangs."""
     failed = run(tmp_path, True, "tracking.enabled=false", env=killing(
-        {"process": "train", "call": "sweeplab.engine:Trainer.train_step", "nth": 5, "rank": 1,
+        {"process": "train", "call": "sweeplab.training.engine:Trainer.train_step", "nth": 5, "rank": 1,
          "error": "an image of rank 1's shard is unreadable"}))
     assert failed.returncode != 0
     lines = [line for line in failed.stderr.splitlines() if "unreadable" in line]

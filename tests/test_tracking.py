@@ -15,14 +15,14 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 
 from mlflow_server import free_port
-from sweeplab.compare import DATA, comparison, find_runs, print_table
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import MAX_PARAM_LENGTH, OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
+from sweeplab.runs.run_table import DATA, comparison, find_runs, print_table
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.metadata import flatten
 from sweeplab.tracking.session import job_name
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.tracking.sweep import log_sweep_summary, markdown_table
-from sweeplab.vocabulary import MAX_PARAM_LENGTH, OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
 
 
 def test_default_store_is_an_absolute_sqlite_file_in_the_current_dir(tmp_path, monkeypatch) -> None:

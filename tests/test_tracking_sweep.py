@@ -111,8 +111,8 @@ def test_logged_model_takes_raw_images_through_pyfunc(sweep: dict, monkeypatch: 
     import numpy as np
     import torch
 
-    from sweeplab.checkpoint import load_checkpoint
     from sweeplab.runs.classifier import rebuild_classifier
+    from sweeplab.training.checkpoint import load_checkpoint
 
     best = best_child(sweep)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep["uri"])  # restored after the test (set_tracking_uri sets it too)

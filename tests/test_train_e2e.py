@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from data_formats import CIFAR_CLASSES, write_cifar10, write_image_folder
-from sweeplab.checkpoint import load_checkpoint
+from sweeplab.core.vocabulary import BEST_CHECKPOINT as BEST
+from sweeplab.core.vocabulary import LAST_CHECKPOINT as LAST
 from sweeplab.runs.classifier import rebuild_model
-from sweeplab.vocabulary import BEST_CHECKPOINT as BEST
-from sweeplab.vocabulary import LAST_CHECKPOINT as LAST
+from sweeplab.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "train.py"

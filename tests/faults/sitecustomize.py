@@ -31,7 +31,7 @@ def this_process() -> str:
 
 def kill_the_run() -> None:
     if "error" in SPEC:
-        from sweeplab.errors import UserError
+        from sweeplab.core.errors import UserError
 
         raise UserError(SPEC["error"])
     os.kill(int(os.environ[TRAINER]), signal.SIGKILL)

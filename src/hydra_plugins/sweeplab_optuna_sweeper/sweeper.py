@@ -1,8 +1,8 @@
 """sweeplab's Optuna search as a Hydra sweeper (`hydra/sweeper=sweeplab_optuna`); the search is
-sweeplab.sweeps.search.
+sweeplab.sweeps.optuna_search.
 
 It lives in `hydra_plugins` because Hydra only instantiates sweepers it discovered there. Hydra
-imports this module at every start, so Optuna is imported (with sweeplab.sweeps.search) only when a
+imports this module at every start, so Optuna is imported (with sweeplab.sweeps.optuna_search) only when a
 search runs.
 """
 
@@ -26,6 +26,6 @@ class SweeplabOptunaSweeper(Sweeper):
                                                                 task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:
-        from sweeplab.sweeps.search import Search
+        from sweeplab.sweeps.optuna_search import Search
 
         Search(self.config, self.launcher).run(arguments)

@@ -13,10 +13,10 @@ import csv
 import json
 import sys
 
-from sweeplab.errors import UserError
-from sweeplab.masking import masked_text
+from sweeplab.core.errors import UserError
+from sweeplab.core.masking import masked_text
+from sweeplab.core.vocabulary import COMPARED
 from sweeplab.tracking.store import check_reachable, resolve_uri
-from sweeplab.vocabulary import COMPARED
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient  # here, not at the top: `sweeplab --help` stays instant
 
-    from sweeplab.compare import aggregated, comparison, find_runs, print_aggregation, print_table, reproduce_command
+    from sweeplab.runs.run_table import (
+        aggregated,
+        comparison,
+        find_runs,
+        print_aggregation,
+        print_table,
+        reproduce_command,
+    )
 
     if args.limit < 1:
         raise UserError(f"--limit {args.limit} is invalid: show at least 1 run")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sweeplab.config.schema import ExportConfig
-from sweeplab.vocabulary import EXPORT_DIR, ONNX_ARGMAX_AGREEMENT, ONNX_MAX_ABS_DIFF, ONNX_NUM_IMAGES
+from sweeplab.core.vocabulary import EXPORT_DIR, ONNX_ARGMAX_AGREEMENT, ONNX_MAX_ABS_DIFF, ONNX_NUM_IMAGES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,9 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeplab.console import results_console
-    from sweeplab.export.after_the_fact import export_and_verify
+    from sweeplab.export.from_checkpoint import export_and_verify
     from sweeplab.runs.resolve import find_checkpoint
+    from sweeplab.training.console import results_console
 
     target = find_checkpoint(args.target, args.uri)
     out_dir = args.out or target.run_dir / EXPORT_DIR

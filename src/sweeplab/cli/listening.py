@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 
 LOOPBACK = "127.0.0.1"
 

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from sweeplab.errors import exit_on_user_error
+from sweeplab.core.errors import exit_on_user_error
 
 COMMANDS = ("compare", "ui", "server", "export", "predict")
 

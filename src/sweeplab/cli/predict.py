@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeplab.predict import image_files, onnx_classifier, predict, torch_classifier
+    from sweeplab.runs.classify import image_files, onnx_classifier, predict, torch_classifier
     from sweeplab.runs.resolve import find_checkpoint
 
     if args.top_k < 1:

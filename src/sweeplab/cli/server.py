@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback
-from sweeplab.errors import UserError, first_line
-from sweeplab.masking import masked_text
+from sweeplab.core.errors import UserError, first_line
+from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import ARTIFACTS_DIR, resolve_uri
 
 CONNECT_SECONDS = 5

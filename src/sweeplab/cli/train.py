@@ -1,57 +1,48 @@
 """`python train.py` / `sweeplab-train`: compose the config with Hydra and run one training job.
 
-The main path's two hops: this Hydra main -> sweeplab.train.train. Only Hydra and the config schema
-are imported at start-up; the hop to train (torch) is deferred to when a job runs, so `--help` and
-config errors come back fast and never load torch.
+The main path: this Hydra main -> `run_job(cfg, job, train, recorder)` (sweeplab.task.job) -> `train`
+(sweeplab.task.train) -> the fit loop (sweeplab.training.engine). Only Hydra and the config schema are
+imported at start-up; the hop to the task (torch) is deferred to when a job runs, so `--help` and config
+errors come back fast and never load torch.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeplab.config.schema import register_configs
-from sweeplab.errors import UserError, config_error_line, exit_on_user_error
-from sweeplab.hydra_job import current_hydra_job
-from sweeplab.interrupts import end_on_sigterm, exit_code
-from sweeplab.recorder import job_recorder
-from sweeplab.sweeps.ending import end_interrupted_sweeps
+from sweeplab.config.schema import config_dir, register_configs
+from sweeplab.core.errors import UserError, config_error_line, exit_on_user_error
+from sweeplab.core.hydra_job import current_hydra_job
+from sweeplab.core.interrupts import end_on_sigterm, exit_code
+from sweeplab.recorder import this_process
+from sweeplab.sweeps.open_sweeps import end_interrupted_sweeps
 from sweeplab.tracking.store import check_reachable, resolve_uri
-
-
-def config_dir() -> str:
-    """conf/ at the repository root (editable install), else the copy packaged with sweeplab."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package.parents[1] / "conf", package / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"sweeplab's conf/ folder is missing (looked beside {package})")
-
 
 register_configs()
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def run(cfg: DictConfig) -> float:
-    """One job (a single run, or one of a sweep's): sweeplab.train.train.
+    """One job (a single run, or one of a sweep's): `train` in `run_job`, with this process's recorder.
 
     A single run's user error is one line here, inside the job: Hydra would wrap it in its own report. Its
     tracking server is checked before torch loads, so a wrong one is said in a second, not ten (a sweep's
-    is checked before it launches: sweeplab.sweeps.callbacks).
+    is checked before it launches: sweeplab.sweeps.hydra_callbacks).
     """
     job = current_hydra_job()
     if cfg.tracking.enabled and not job.multirun:
         exit_on_user_error(check_reachable)(resolve_uri(cfg.tracking.uri))
-    job_recorder(cfg, job)  # the recorder imports mlflow & co. while this process imports torch
-    from sweeplab.train import train  # the deferred hop
+    recorder = this_process.for_job(cfg, job)  # it imports mlflow & co. while this process imports torch
+    from sweeplab.task.job import run_job  # the deferred hop
+    from sweeplab.task.train import train
 
-    return train(cfg) if job.multirun else exit_on_user_error(train)(cfg)
+    return (run_job if job.multirun else exit_on_user_error(run_job))(cfg, job, train, recorder)
 
 
 @exit_on_user_error
@@ -72,7 +63,7 @@ def main() -> None:
 
 
 def run_to_the_end() -> None:
-    """Ctrl-C or SIGTERM ends with the line that says how to resume (sweeplab.sweeps.job) and exit code 130 or
+    """Ctrl-C or SIGTERM ends with the line that says how to resume (sweeplab.task.job) and exit code 130 or
     143, no traceback."""
     end_on_sigterm()
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback
-from sweeplab.masking import masked_text
+from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import is_http, resolve_uri
 
 

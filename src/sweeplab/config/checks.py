@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeplab.errors import UserError
-from sweeplab.ranks import Ranks
-from sweeplab.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE
+from sweeplab.core.errors import UserError
+from sweeplab.core.ranks import Ranks
+from sweeplab.core.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")

@@ -42,8 +42,8 @@ class RMSpropConfig:
 
 @dataclass
 class SchedulerConfig:
-    # A factory in sweeplab.optim taking (optimizer, total_steps, steps_per_epoch).
-    _target_: str = "sweeplab.optim.constant"
+    # A factory in sweeplab.training.optim taking (optimizer, total_steps, steps_per_epoch).
+    _target_: str = "sweeplab.training.optim.constant"
     _partial_: bool = True
     # Linear warm-up from lr/steps to lr over this many epochs, before the schedule itself.
     warmup_epochs: float = 0.0
@@ -51,18 +51,18 @@ class SchedulerConfig:
 
 @dataclass
 class StepSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.step"
+    _target_: str = "sweeplab.training.optim.step"
     step_epochs: int = 10
     gamma: float = 0.1
 
 
 @dataclass
 class CosineSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.cosine"
+    _target_: str = "sweeplab.training.optim.cosine"
     min_lr: float = 0.0
 
 
 @dataclass
 class OneCycleSchedulerConfig(SchedulerConfig):
-    _target_: str = "sweeplab.optim.onecycle"
+    _target_: str = "sweeplab.training.optim.onecycle"
     pct_start: float = 0.3

@@ -9,6 +9,7 @@ This package must stay light: `train.py --help` imports it, and it must not impo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -24,7 +25,7 @@ from sweeplab.config.optimizers import (
     SGDConfig,
     StepSchedulerConfig,
 )
-from sweeplab.vocabulary import VAL_ACC
+from sweeplab.core.vocabulary import VAL_ACC
 
 
 @dataclass
@@ -195,6 +196,15 @@ class TrainConfig:
     seed: int = 0
     # The metric returned to Hydra sweepers and used for early stopping and the best checkpoint.
     optimized_metric: str = VAL_ACC
+
+
+def config_dir() -> str:
+    """conf/ at the repository root (editable install), else the copy packaged with sweeplab."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parents[1] / "conf", package / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"sweeplab's conf/ folder is missing (looked beside {package})")
 
 
 def register_configs() -> None:

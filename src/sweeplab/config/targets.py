@@ -10,7 +10,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 
 TRUSTED_TARGETS = ("sweeplab.", "torch.optim.")
 SEARCH_TARGETS = ("optuna.samplers.", "optuna.pruners.")  # what an Optuna search's sampler and pruner may name

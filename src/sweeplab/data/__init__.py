@@ -11,11 +11,11 @@ from omegaconf import OmegaConf
 
 from sweeplab.config.schema import AugmentConfig, DatasetConfig, TrainerConfig
 from sweeplab.config.targets import trusted_instantiate
+from sweeplab.core.errors import UserError
+from sweeplab.core.ranks import Ranks
 from sweeplab.data.augment import BatchPreprocess, Policies
 from sweeplab.data.batches import FirstBatches, SameBatches, make_batches
 from sweeplab.data.sources import Splits
-from sweeplab.errors import UserError
-from sweeplab.ranks import Ranks
 
 
 @dataclass

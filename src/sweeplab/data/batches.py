@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from sweeplab.errors import UserError
-from sweeplab.ranks import Ranks
+from sweeplab.core.errors import UserError
+from sweeplab.core.ranks import Ranks
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 from torch.utils.data import Dataset
 
+from sweeplab.core.errors import UserError, first_line
 from sweeplab.data.sources import Splits, carve_splits, checked_size, folder_decoder, read_rgb, readable_samples
-from sweeplab.errors import UserError, first_line
 
 IMAGES, LABELS = "_image", "_label"
 # What torchvision's ImageFolder reads (torchvision.datasets.folder.IMG_EXTENSIONS); other files are skipped.

@@ -29,8 +29,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from sweeplab.core.errors import UserError, first_line
 from sweeplab.data.digest import split_digest
-from sweeplab.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 # A folder with more unreadable images than this share is refused (a broken copy, the wrong folder); fewer are skipped.

@@ -3,7 +3,7 @@
 TorchScript's exporter first: it exports the course models in milliseconds. Where it cannot (vgg16's
 AdaptiveAvgPool2d on feature maps smaller than 7x7, from our 32x32 inputs), torch.export's (dynamo)
 exporter, which handles every built-in model but costs seconds of start-up. Either way the parity
-check (verify.py) compares the file with PyTorch.
+check (onnx_check.py) compares the file with PyTorch.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sweeplab.core.vocabulary import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
 from sweeplab.runs.preprocessing import Preprocessing
-from sweeplab.vocabulary import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
 
 # One protobuf file holds at most 2 GiB; bigger models keep their weights in a .data file beside it.
 SINGLE_FILE_LIMIT = 2**31 - 2**26

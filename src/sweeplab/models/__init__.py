@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sweeplab.config.targets import check_target
-from sweeplab.errors import UserError, first_line
+from sweeplab.core.errors import UserError, first_line
 from sweeplab.models.weights import freeze_all_but_head, load_local_weights, local_weights_file
 
 

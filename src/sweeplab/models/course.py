@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch import nn
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 
 
 def dense_stack(in_features: int, hidden: list[int], num_classes: int) -> nn.Sequential:

@@ -9,7 +9,7 @@ import torchvision.models
 from omegaconf import DictConfig
 from torch import nn
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 from sweeplab.models.weights import replace_head
 
 

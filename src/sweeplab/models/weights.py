@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from sweeplab.checkpoint import load_state_file
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
+from sweeplab.training.checkpoint import load_state_file
 
 
 def local_weights_file(weights: str | None) -> Path | None:

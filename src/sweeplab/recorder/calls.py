@@ -9,6 +9,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sweeplab.recorder.remote import Remote
+
 NOT_YET = object()
 
 
@@ -23,7 +25,7 @@ class RemoteTraceback(Exception):
 class Call:
     """A submitted call: its value or error once the recorder answered."""
 
-    def __init__(self, owner: Answers, target: str):
+    def __init__(self, owner: Answers, target: Remote):
         self.owner = owner
         self.target = target
         self.value: Any = NOT_YET
@@ -44,7 +46,7 @@ class Inline:
     def __init__(self) -> None:
         self.failed: list[Call] = []
 
-    def submit(self, target: str, *args: Any) -> Call:
+    def submit(self, target: Remote, *args: Any) -> Call:
         call = Call(self, target)
         try:
             call.value = resolve(target)(*args)
@@ -76,11 +78,9 @@ def unseen_errors(failed: list[Call], raise_errors: bool) -> list[BaseException]
     return [call.error for call in unseen]  # type: ignore[misc]
 
 
-def resolve(target: str) -> Callable:
-    """"sweeplab.module:function" -> the function; nothing outside sweeplab is called by name."""
-    module, _, name = target.partition(":")
-    if not module.startswith("sweeplab."):
-        raise ValueError(f"the recorder only runs sweeplab's functions, not {target}")
-    return getattr(importlib.import_module(module), name)
+def resolve(target: Remote) -> Callable:
+    """A table entry -> its function (imported now); nothing outside the table is ever called."""
+    target = Remote(target)
+    return getattr(importlib.import_module(target.module), target.function)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import importlib
 import os
 import pickle
 import secrets
@@ -24,9 +23,10 @@ from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-from sweeplab.errors import typed_line
-from sweeplab.interrupts import INTERRUPTS
+from sweeplab.core.errors import typed_line
+from sweeplab.core.interrupts import INTERRUPTS
 from sweeplab.recorder.calls import NOT_YET, Call, RemoteTraceback, resolve, unseen_errors
+from sweeplab.recorder.remote import Remote
 
 # How the child finds its parent: the address to connect to, the key that proves it, what to prepare.
 ADDRESS_ENV, KEY_ENV, WARM_UP_ENV = "SWEEPLAB_RECORDER_ADDRESS", "SWEEPLAB_RECORDER_KEY", "SWEEPLAB_RECORDER_WARM_UP"
@@ -42,11 +42,12 @@ class Recorder:
     before anything it sends is unpickled.
     """
 
-    def __init__(self, warm_up: Sequence[str] = ()):
+    def __init__(self, warm_up: Sequence[Remote] = ()):
         self.key = secrets.token_bytes(32)
         self.listener = Listener(("127.0.0.1", 0))
         host, port = self.listener.address
-        env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", KEY_ENV: self.key.hex(), WARM_UP_ENV: ",".join(warm_up)}
+        env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", KEY_ENV: self.key.hex(),
+               WARM_UP_ENV: ",".join(target.value for target in warm_up)}
         self.process = subprocess.Popen([sys.executable, "-m", "sweeplab.recorder"], env=env,
                                         start_new_session=True)
         self._connection: Connection | None = None  # accepted on first use: the child starts meanwhile
@@ -64,7 +65,7 @@ class Recorder:
             self._connection = connection
         return self._connection
 
-    def submit(self, target: str, *args: Any) -> Call:
+    def submit(self, target: Remote, *args: Any) -> Call:
         call = Call(self, target)
         with _interrupts_deferred():  # a Ctrl-C mid-message would corrupt the connection
             self.connection.send((target, args))
@@ -129,7 +130,7 @@ def _interrupts_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
-def serve(connection: Connection, warm_up: tuple[str, ...]) -> None:
+def serve(connection: Connection, warm_up: tuple[Remote, ...]) -> None:
     """The child's process: answer calls until told to stop, then exit at once.
 
     Its work is done by then (every answer sent, every file closed); tearing down mlflow, SQLAlchemy
@@ -152,7 +153,7 @@ def exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def answer_calls(connection: Connection, warm_up: tuple[str, ...]) -> None:
+def answer_calls(connection: Connection, warm_up: tuple[Remote, ...]) -> None:
     """Answer each call in order; whenever idle, prepare what `warm_up` names (see `warm`)."""
     # The training process tells it when to stop: a Ctrl-C (where there are no sessions: Windows) or a SIGTERM to
     # every process of a job (Slurm's) would cut the run's last records.
@@ -173,15 +174,14 @@ def answer_calls(connection: Connection, warm_up: tuple[str, ...]) -> None:
         connection.send(_answer(target, args))
 
 
-def warm(target: str) -> None:
-    """Import a module ("module"), or call a function that prepares one ("module:function")."""
-    if ":" in target:
-        resolve(target)()
-    else:
-        importlib.import_module(target)
+def warm(target: Remote) -> None:
+    """Import the entry's module; call it too if it is a preparation (WARM_UP_...)."""
+    function = resolve(target)
+    if target.name.startswith("WARM_UP_"):
+        function()
 
 
-def _answer(target: str, args: tuple) -> tuple[bool, Any, str | None]:
+def _answer(target: Remote, args: tuple) -> tuple[bool, Any, str | None]:
     try:
         return True, resolve(target)(*args), None
     except Exception as error:

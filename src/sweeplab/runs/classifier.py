@@ -13,10 +13,10 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
-from sweeplab.checkpoint import serving_weights
 from sweeplab.config.schema import CNNConfig, MLPConfig, TorchvisionConfig
 from sweeplab.data.augment import Normalize
 from sweeplab.models import build_model
+from sweeplab.training.checkpoint import serving_weights
 
 
 def image_classifier(model: nn.Module, mean: list[float], std: list[float]) -> nn.Sequential:

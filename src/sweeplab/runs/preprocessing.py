@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeplab.errors import UserError
+from sweeplab.core.errors import UserError
 
 PREPROCESSING_SUFFIX = ".preprocessing.json"
 PREPROCESSING_FORMAT = "sweeplab-preprocessing/2"

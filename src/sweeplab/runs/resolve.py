@@ -10,10 +10,10 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from sweeplab.checkpoint import checkpoint_in
-from sweeplab.errors import UserError, first_line
+from sweeplab.core.errors import UserError, first_line
+from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
 from sweeplab.tracking.store import check_reachable, resolve_uri
-from sweeplab.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
+from sweeplab.training.checkpoint import checkpoint_in
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,31}")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config.checks import check_ranges
-from sweeplab.errors import UserError, config_error_line
+from sweeplab.core.errors import UserError, config_error_line
 from sweeplab.sweeps.results import check_same_job, read_result
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -3,7 +3,7 @@ stopped when the study's pruner says so.
 
 The job finds its trial through the stored study, by its number (= the job's number), so nothing of
 the trial enters the job's overrides, its resume check or its tags. It never tells the study how the
-trial ended: the sweeper does (sweeplab.sweeps.search), reading PRUNED from the job's result.json.
+trial ended: the sweeper does (sweeplab.sweeps.optuna_search), reading PRUNED from the job's result.json.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import optuna
 from optuna.storages import BaseStorage
 
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
-from sweeplab.engine import Callback, EpochMetrics, Trainer
-from sweeplab.hydra_job import HydraJob
-from sweeplab.sweeps.search import open_storage
-from sweeplab.vocabulary import PRUNED_AT
+from sweeplab.core.hydra_job import HydraJob
+from sweeplab.core.vocabulary import PRUNED_AT
+from sweeplab.sweeps.optuna_search import open_storage
+from sweeplab.training.engine import Callback, EpochMetrics, Trainer
 
 log = logging.getLogger(__name__)
 NO_PRUNING = "optuna.pruners.NopPruner"
@@ -33,7 +33,7 @@ class TrialPruning(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         """A resumed trial: report its restored epochs (the last may have been checkpointed, then cut off
         before it was reported), and know whether it was pruned then (its checkpoint says it stopped)."""
-        for metrics in trainer.history:
+        for metrics in trainer.state.history:
             self.report(metrics)
         self.pruned_at = self.storage.get_trial(self.trial_id).user_attrs.get(PRUNED_AT)
 

@@ -3,7 +3,7 @@
 `result.json` says RUNNING while a job trains, then FINISHED (with the best value of the optimized
 metric), FAILED (with the reason) or KILLED. A job killed outright (SIGKILL, a lost node) stays
 RUNNING on disk, which is how a re-run of the sweep knows to continue it. The final status is
-written by the recorder after the run's MLflow record is complete (sweeplab.sweeps.job), so a job
+written by the recorder after the run's MLflow record is complete (sweeplab.task.job), so a job
 that says FINISHED is never missing its record.
 """
 
@@ -14,11 +14,11 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sweeplab.atomic import write_text_atomically
-from sweeplab.errors import UserError, first_line
-from sweeplab.overrides import overrides_dict, varying_keys
-from sweeplab.ranking import best_first
-from sweeplab.vocabulary import FINISHED, PRUNED, RESULT_FILE
+from sweeplab.core.atomic import write_text_atomically
+from sweeplab.core.errors import UserError, first_line
+from sweeplab.core.overrides import overrides_dict, varying_keys
+from sweeplab.core.rows import best_first
+from sweeplab.core.vocabulary import FINISHED, PRUNED, RESULT_FILE
 
 ENDED = (FINISHED, PRUNED)  # a job that needs nothing more: a re-run of its sweep skips it
 

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from sweeplab.errors import typed_line
-from sweeplab.hydra_job import HydraJob
-from sweeplab.interrupts import how_interrupted
-from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
-from sweeplab.vocabulary import (
+from sweeplab.core.errors import typed_line
+from sweeplab.core.hydra_job import HydraJob
+from sweeplab.core.interrupts import how_interrupted
+from sweeplab.core.vocabulary import (
     FAILED,
     FINISHED,
     GPU_UUID_TAG,
@@ -43,11 +42,12 @@ from sweeplab.vocabulary import (
     THREADS_TAG,
     selected_metric,
 )
+from sweeplab.recorder.remote import Remote
+from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 
 if TYPE_CHECKING:
     from sweeplab.recorder import Call, Inline, Recorder
 
-SESSION = "sweeplab.tracking.session"  # the recorder-side functions of a run
 MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step: what MLflow stores
 
 
@@ -128,40 +128,40 @@ class TrackedRun:
         self.run_dir = str(run_dir.resolve())
         self.started: Call | None = None
 
-    def _call(self, function: str, *args: Any) -> Call:
-        return self.recorder.submit(f"{SESSION}:{function}", self.run_dir, *args)
+    def _call(self, function: Remote, *args: Any) -> Call:
+        return self.recorder.submit(function, self.run_dir, *args)
 
     def start(self, spec: RunSpec) -> None:
-        self.started = self._call("start_run", spec)
+        self.started = self._call(Remote.START_RUN, spec)
 
     @property
     def run_id(self) -> str:
         return self.started.result()  # type: ignore[union-attr]
 
     def log_metrics(self, rows: list[MetricRow]) -> None:
-        self._call("log_metrics", rows)
+        self._call(Remote.LOG_METRICS, rows)
 
     def log_missing_epochs(self, epochs: dict[int, dict[str, float]]) -> None:
         """A resumed run's epochs so far (number -> metrics): the recorder logs those the store lacks."""
-        self._call("log_missing_epochs", epochs)
+        self._call(Remote.LOG_MISSING_EPOCHS, epochs)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        self._call("log_artifact", str(path), folder)
+        self._call(Remote.LOG_ARTIFACT, str(path), folder)
 
     def log_figures(self, data: FigureData) -> None:
-        self._call("log_figures", data)
+        self._call(Remote.LOG_FIGURES, data)
 
     def log_export(self, record: ExportRecord) -> None:
-        self.recorder.submit("sweeplab.tracking.logged_model:log_export", self.run_dir, record)
+        self._call(Remote.LOG_EXPORT, record)
 
     def set_tag(self, key: str, value: str) -> None:
-        self._call("set_tag", key, value)
+        self._call(Remote.SET_TAG, key, value)
 
     def log_inputs(self, records: list[DatasetRecord]) -> None:
-        self._call("log_inputs", records)
+        self._call(Remote.LOG_INPUTS, records)
 
     def end(self, status: str, reason: str | None = None) -> None:
-        self._call("end_run", status, reason)
+        self._call(Remote.END_RUN, status, reason)
 
 
 @contextmanager

@@ -15,12 +15,12 @@ import onnx
 from mlflow.models import infer_signature
 from mlflow.utils import requirements_utils
 
-from sweeplab.errors import typed_line
-from sweeplab.masking import masked_text
+from sweeplab.core.errors import typed_line
+from sweeplab.core.masking import masked_text
+from sweeplab.core.vocabulary import MODEL_ARTIFACT, MODEL_LOGGING_ERROR_TAG, ONNX_ARTIFACTS
 from sweeplab.tracking.client import client
 from sweeplab.tracking.handle import ExportRecord, metric_rows
 from sweeplab.tracking.session import Session, sessions
-from sweeplab.vocabulary import MODEL_ARTIFACT, MODEL_LOGGING_ERROR_TAG, ONNX_ARTIFACTS
 
 
 def log_export(run_dir: str, record: ExportRecord) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeplab.vocabulary import GIT_COMMIT_TAG, GIT_DIRTY_TAG, MAX_PARAM_LENGTH
+from sweeplab.core.vocabulary import GIT_COMMIT_TAG, GIT_DIRTY_TAG, MAX_PARAM_LENGTH
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from sweeplab.engine import Callback, EpochMetrics, Trainer
+from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH, STEP_IMAGES_PER_SECOND, STEP_LOSS
 from sweeplab.tracking.handle import MetricRow, TrackedRun, metric_rows
-from sweeplab.vocabulary import MAX_METRICS_PER_BATCH, STEP_IMAGES_PER_SECOND, STEP_LOSS
+from sweeplab.training.engine import Callback, EpochMetrics, Trainer
 
 
 class MetricLogger(Callback):
@@ -26,11 +26,11 @@ class MetricLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """A resumed run: the recorder logs the restored epochs that the interrupted attempt never delivered."""
-        if trainer.history:
-            self.run.log_missing_epochs({metrics.epoch: metrics.as_dict() for metrics in trainer.history})
+        if trainer.state.history:
+            self.run.log_missing_epochs({metrics.epoch: metrics.as_dict() for metrics in trainer.state.history})
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
-        self.log({STEP_LOSS: loss, STEP_IMAGES_PER_SECOND: images_per_second}, trainer.step)
+        self.log({STEP_LOSS: loss, STEP_IMAGES_PER_SECOND: images_per_second}, trainer.state.step)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.log(metrics.as_dict(), metrics.epoch)

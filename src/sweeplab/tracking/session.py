@@ -4,7 +4,7 @@ The training process calls these functions through the recorder (sweeplab.tracki
 goes through `MlflowClient` with an explicit run id (no fluent active-run state), so the runs of a
 sequential sweep cannot leak into each other. If the tracking server goes away, training goes on:
 what could not be delivered is written to `mlflow_pending.json` in the run dir, with the command that
-uploads it (sweeplab.tracking.upload). Secrets are masked on their way out (sweeplab.masking).
+uploads it (sweeplab.tracking.upload). Secrets are masked on their way out (sweeplab.core.masking).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from sweeplab.atomic import write_text_atomically
-from sweeplab.masking import (
+from sweeplab.core.atomic import write_text_atomically
+from sweeplab.core.masking import (
     masked,
     masked_params,
     masked_tag,
@@ -30,13 +30,7 @@ from sweeplab.masking import (
     masked_text,
     masked_yaml_folder,
 )
-from sweeplab.tracking import figures
-from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
-from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
-from sweeplab.tracking.metadata import flatten, git_state
-from sweeplab.tracking.store import is_http, server_error
-from sweeplab.tracking.system_metrics import started
-from sweeplab.vocabulary import (
+from sweeplab.core.vocabulary import (
     FAILURE_TAG,
     FIGURES_DIR,
     HYDRA_DIR,
@@ -50,6 +44,12 @@ from sweeplab.vocabulary import (
     RUNNING,
     SWEPT_TAG,
 )
+from sweeplab.tracking import figures
+from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
+from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
+from sweeplab.tracking.metadata import flatten, git_state
+from sweeplab.tracking.store import is_http, server_error
+from sweeplab.tracking.system_metrics import started
 
 DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
 RETRY_SECONDS = 10.0  # a server that failed a probe or a delivery is left alone this long

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sweeplab.errors import UserError
-from sweeplab.masking import masked_text
+from sweeplab.core.errors import UserError
+from sweeplab.core.masking import masked_text
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"

@@ -1,6 +1,6 @@
 """Sweeps in MLflow, in the recorder process: one parent run per multirun, every job its child, a summary on it.
 
-The training process's side is the Hydra callback in sweeplab.sweeps.callbacks. The parent run is
+The training process's side is the Hydra callback in sweeplab.sweeps.hydra_callbacks. The parent run is
 created before any job starts (many processes creating a fresh sqlite file at once race); a sweep
 re-run in its sweep dir reopens its parent. The summary is refreshed after every job and at the end.
 """
@@ -18,17 +18,12 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from sweeplab.aggregate import aggregate, best_config, seeds_vary
-from sweeplab.errors import first_line
-from sweeplab.masking import masked_tags, masked_text
-from sweeplab.overrides import overrides_dict, varying_keys
-from sweeplab.ranking import best_first, cell
-from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
-from sweeplab.tracking.handle import ExportRecord, SweepSpec
-from sweeplab.tracking.logged_model import log_export_to_run
-from sweeplab.tracking.metadata import git_state
-from sweeplab.tracking.session import sweep_parents
-from sweeplab.vocabulary import (
+from sweeplab.core.aggregate import aggregate, best_config, seeds_vary
+from sweeplab.core.errors import first_line
+from sweeplab.core.masking import masked_tags, masked_text
+from sweeplab.core.overrides import overrides_dict, varying_keys
+from sweeplab.core.rows import best_first, cell
+from sweeplab.core.vocabulary import (
     BEST_CHILD_TAG,
     FAILED,
     FINISHED,
@@ -53,6 +48,11 @@ from sweeplab.vocabulary import (
     VAL_LOSS,
     best_metric,
 )
+from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
+from sweeplab.tracking.handle import ExportRecord, SweepSpec
+from sweeplab.tracking.logged_model import log_export_to_run
+from sweeplab.tracking.metadata import git_state
+from sweeplab.tracking.session import sweep_parents
 
 
 def start_sweep(spec: SweepSpec) -> str:

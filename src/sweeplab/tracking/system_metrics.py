@@ -12,7 +12,7 @@ import pynvml
 from mlflow.system_metrics.metrics.gpu_monitor import GPUMonitor
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-from sweeplab.vocabulary import GPU_UUID_TAG
+from sweeplab.core.vocabulary import GPU_UUID_TAG
 
 
 def started(run_id: str, uri: str, tags: dict[str, str], resumed: bool) -> SystemMetricsMonitor:

@@ -13,8 +13,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from sweeplab.errors import UserError, exit_on_user_error, first_line
-from sweeplab.vocabulary import MAX_METRICS_PER_BATCH
+from sweeplab.core.errors import UserError, exit_on_user_error, first_line
+from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH
 
 PENDING_KEYS = {"tracking_uri", "run_id", "metrics", "artifacts", "tags", "status"}
 

@@ -1,0 +1,88 @@
+"""The end-of-sweep table in the terminal. Light on purpose: a joblib or submitit sweep's launching
+process prints it without ever importing torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sweeplab.core.aggregate import SEED, aggregate, mean_column, spread
+from sweeplab.core.overrides import overrides_dict, varying_keys
+from sweeplab.core.rows import legend, short, short_names
+from sweeplab.core.vocabulary import TEST_ACC
+from sweeplab.sweeps.results import ENDED, JobResult, best_result
+
+
+def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
+    """Every job of a sweep: its swept values, status, best metric (the best job marked *); when the seed varies,
+    each configuration's mean ± std over its seeds; then why jobs failed.
+
+    Made to be read in an 80-column terminal: swept keys by their short names (a legend under the
+    table), no word or number broken, the reasons on lines of their own.
+    """
+    values = [overrides_dict(r.overrides) for r in results]
+    keys = varying_keys(values)
+    tested = any(r.test_acc is not None for r in results)  # a data set without a test split: no column
+    console = Console()
+    table = jobs_table(results, values, keys, tested, timed=True)
+    if console.measure(table, options=console.options.update(max_width=100_000)).maximum > console.width:
+        table = jobs_table(results, values, keys, tested, timed=False)  # e.g. a search's four params: time goes
+    console.print(table)
+    if SEED in keys:
+        console.print(seed_table(results, values, keys, tested))
+    for result in results:
+        if result.reason:
+            console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
+    console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
+
+
+def jobs_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool,
+               timed: bool) -> Table:
+    metric = results[0].metric
+    best = best_result(results)
+    names = short_names(keys)
+    # No padding: the box's space between columns is enough, and a search's four params fit 80 columns.
+    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
+                  padding=0, pad_edge=False)
+    columns = ("job", *(names[key] for key in keys), "status", metric, *((TEST_ACC,) if tested else ()),
+               *(("seconds",) if timed else ()))
+    for column in columns:
+        table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
+    for result, job_values in zip(results, values, strict=True):
+        seconds = "" if result.seconds is None else f"{result.seconds:.0f}"
+        table.add_row(
+            f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
+            result.status, number(result.value), *((number(result.test_acc),) if tested else ()),
+            *((seconds,) if timed else ()), style=None if result.status in ENDED else "red",
+        )
+    return table
+
+
+def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool) -> Table:
+    """Each configuration over its seeds: finished and failed jobs, mean ± std (the best by mean marked *).
+
+    Shown when the seed varies: whether one configuration beats another by more than the seeds' spread.
+    """
+    metric = results[0].metric
+    metrics = [metric, *((TEST_ACC,) if tested else ())]
+    rows = [{**{key: job_values.get(key, "") for key in keys}, "status": r.status, metric: r.value,
+             TEST_ACC: r.test_acc} for r, job_values in zip(results, values, strict=True)]
+    configurations = aggregate(rows, keys, metrics)
+    kept = [key for key in keys if key != SEED]
+    names = short_names(kept)
+    table = Table(title=f"over seeds: mean ± std, best {metric} marked *", box=box.SIMPLE_HEAVY,
+                  caption=legend(names), pad_edge=False, collapse_padding=True)
+    for column in (*(names[key] for key in kept), "n", "failed", *metrics):
+        table.add_column(column, justify="right", no_wrap=True)
+    for index, row in enumerate(configurations):
+        marked = "*" if index == 0 and row[mean_column(metric)] is not None else ""
+        table.add_row(*(short(row[key]) for key in kept), str(row["n"]), str(row["failed"]),
+                      spread(row, metric) + marked, *(spread(row, m) for m in metrics[1:]))
+    return table
+
+
+def number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

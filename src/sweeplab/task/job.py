@@ -1,0 +1,179 @@
+"""What every Hydra job does around training: skip it if it finished, continue it if it was cut off, and
+in a sweep keep its failure inside it (Lightning-Hydra-Template's task_wrapper, for our runs).
+
+Under torchrun rank 0 does all of this; the other ranks only train, as rank 0's reading of the run dir says.
+
+A job's run dir tells its story (sweeplab.sweeps.results): re-running a sweep with
+`hydra.sweep.dir=<that sweep>` gives every job the same dir, so finished jobs return their recorded
+value and interrupted ones resume from `checkpoints/last.pt` in the same MLflow run. The final
+result.json goes through the recorder, after the run's MLflow record: FINISHED means recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sweeplab.core.errors import UserError, first_line, typed_line
+from sweeplab.core.hydra_job import HydraJob
+from sweeplab.core.interrupts import how_interrupted
+from sweeplab.core.ranks import follower, launched
+from sweeplab.core.vocabulary import (
+    FAILED,
+    FINISHED,
+    KEEP_ALL,
+    KEEP_BEST,
+    KEEP_NONE,
+    KILLED,
+    PRUNED,
+    RUNNING,
+    selected_metric,
+)
+from sweeplab.recorder import Inline, Recorder
+from sweeplab.recorder.remote import Remote
+from sweeplab.runs.rank_zero_dir import follow_rank_0
+from sweeplab.sweeps.gpu_slots import DeviceSlots
+from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
+from sweeplab.training.distributed import join_job_tasks, read_by_main
+from sweeplab.training.run_log import log_outcome
+
+log = logging.getLogger(__name__)
+Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
+
+
+def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline) -> float:
+    """`train(cfg, job, resume, recorder)` as a Hydra job: returns the best value of optimized_metric (NaN for a
+    failed sweep job, which the sweeper records and goes on from); the test score goes into result.json only,
+    out of the sweeper's sight. A job that finished before returns its recorded value untrained."""
+    if job.tasks > 1:  # a submitit job's tasks train it as torchrun's processes would
+        join_job_tasks()
+        cfg = follow_rank_0(cfg) if follower() else cfg
+    run_dir = Path(cfg.paths.output_dir)
+    previous = read_by_main(read_result, run_dir)
+    if previous:
+        check_same_job(previous, job.overrides, run_dir)
+        if previous.status in ENDED:
+            log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")
+            return previous.objective
+    if job.threads:  # jobs side by side on one machine share its cores
+        torch.set_num_threads(job.threads)
+    if follower():  # rank 0 writes the result, records the run and says how it ended
+        return train(cfg, job, previous is not None, Inline()).best
+    return recorded_job(cfg, job, train, recorder, resume=previous is not None)
+
+
+def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline, resume: bool) -> float:
+    """result.json says RUNNING while it trains, then how it ended, once the run's record is complete."""
+    run_dir = Path(cfg.paths.output_dir)
+    metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
+    result = JobResult(RUNNING, job.overrides, metric, job=job.num)
+    write_result(str(run_dir), result)
+    started = time.perf_counter()
+    try:
+        with gpu_slot(cfg, job) as gpu:
+            scores = train(cfg, replace(job, gpu=gpu), resume, recorder)
+        result.value, result.test_acc = scores.best, scores.test_acc
+        result.status = PRUNED if scores.pruned_at else FINISHED
+    except KeyboardInterrupt as error:
+        result.status, result.reason = KILLED, how_interrupted(error)
+        if not job.multirun:  # a sweep says how to resume at its end (sweeplab.sweeps.hydra_callbacks)
+            print(f"{result.reason}: resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
+        raise
+    except Exception as error:
+        result.status, result.reason = FAILED, failure_reason(error)
+        if not job.multirun:
+            raise
+        report_failure(job.num, error, result.reason)
+    finally:
+        result.seconds = round(time.perf_counter() - started, 3)
+        log_outcome(result.status, result.seconds, result.reason, metric, result.value)
+        late = finish(recorder, str(run_dir), result, job, kept_checkpoints(cfg, job))
+    if late and not job.multirun:
+        raise late[0]
+    if result.status == FAILED:
+        release_memory()
+    return result.objective
+
+
+def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManager[int | None]:
+    """A sweep's job on a machine with several GPUs holds one of them while it trains (None: the default one; a job
+of several tasks takes a GPU per task by local rank)."""
+    gpus = torch.cuda.device_count()  # NVML's count: CUDA is not initialised by it
+    if not job.multirun or job.tasks > 1 or cfg.device.type not in ("auto", "cuda") or gpus < 2:
+        return contextlib.nullcontext(None)
+    return DeviceSlots(Path(job.sweep_dir), gpus).slot()  # type: ignore[arg-type]
+
+
+def resume_command(overrides: list[str], run_dir: Path) -> str:
+    ranks = launched()
+    launcher = ["torchrun", f"--nproc_per_node={ranks.world_size}"] if ranks else ["python"]
+    return shlex.join([*launcher, "train.py", *overrides, f"hydra.run.dir={run_dir}"])
+
+
+def kept_checkpoints(cfg: DictConfig, job: HydraJob) -> str:
+    """trainer.keep_checkpoints; a sweep job keeps its best.pt all the same, for the export of the sweep's best job
+    at the sweep's end (sweeplab.sweeps.hydra_callbacks discards it then)."""
+    keep = cfg.trainer.keep_checkpoints
+    return KEEP_BEST if keep == KEEP_NONE and job.multirun else keep
+
+
+def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: HydraJob,
+           keep: str) -> list[BaseException]:
+    """The result, after the run's record; waited for unless the next job of a sequential sweep can go on.
+    A finished job then keeps the checkpoints `keep` says.
+
+    Returns the errors of the record's last calls (ending the MLflow run, writing the result), which
+    a single run raises; a sweep job's are logged with their traceback, and the sweep goes on.
+    """
+    recorder.submit(Remote.WRITE_RESULT, run_dir, result)
+    if result.status in ENDED and keep != KEEP_ALL:
+        recorder.submit(Remote.DISCARD_CHECKPOINTS, run_dir, keep)
+    if job.in_launching_process and result.status != KILLED:
+        return []
+    late = recorder.wait(raise_errors=False)
+    if job.multirun or sys.exc_info()[1] is not None:  # in a sweep, or another error is on its way out
+        for error in late:
+            log.error(f"recording {run_dir} failed: {typed_line(error)}", exc_info=error)
+        return []
+    return late
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    """CUDA's, the CPU's, and MPS's (a RuntimeError by message) out-of-memory errors."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "MPS backend out of memory" in str(error)
+    )
+
+
+def failure_reason(error: Exception) -> str:
+    """One line for the run's record: user mistakes and divergence as they are, memory with the fix."""
+    if is_out_of_memory(error):
+        return f"out of memory ({first_line(error)[:200]}): lower dataset.batch_size or use a smaller model"
+    if isinstance(error, UserError):  # a DivergedError too
+        return first_line(error)
+    return typed_line(error)
+
+
+def report_failure(job: int | None, error: Exception, reason: str) -> None:
+    """Expected failures as one line; anything else is a bug and keeps its traceback (in the job's log too)."""
+    if isinstance(error, UserError) or is_out_of_memory(error):
+        log.error(f"job {job} failed: {reason}")
+    else:
+        log.exception(f"job {job} failed: {reason}")
+
+
+def release_memory() -> None:
+    """A failed job's tensors (held by its traceback's frames) must not starve the next job in this process."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,80 @@
+"""Checkpoints: plain dicts of state_dicts and metadata, written atomically, read weights-only.
+
+A checkpoint holds everything later tools need (export, predict, resume): the model's and
+optimizer's state, the resolved config, the class names and the input description.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweeplab.core.atomic import write_atomically
+from sweeplab.core.errors import UserError, first_line
+from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file, then rename: a crash or a full disk never leaves a half-written checkpoint."""
+    try:
+        write_atomically(path, lambda temporary: torch.save(payload, temporary))
+    except (OSError, RuntimeError) as error:  # torch's writer reports a failed write as a RuntimeError
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written yet"
+        raise UserError(f"could not write {path} ({first_line(error)}): is the disk full? Free space under "
+                        f"{path.parent} and resume the run ({kept})") from None
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` hold `source`'s bytes without serializing them again (vgg16 + Adam is 1.6 GB).
+
+    A hard link where the filesystem has them: saves always rename a new file into place, so
+    a later save of `source` never changes `target`.
+    """
+
+    def link(temporary: Path) -> None:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+    write_atomically(target, link)
+
+
+def load_state_file(path: Path, fix: str = "re-create it or pick another file") -> dict[str, Any]:
+    """Load a checkpoint or state_dict without unpickling arbitrary objects; `fix` says what to do if it is damaged."""
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise UserError(f"{path} is not a readable checkpoint ({first_line(error)}): {fix}") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    payload = load_state_file(path)
+    if not {"model", "config", "classes"} <= payload.keys():
+        raise UserError(
+            f"{path} is a state_dict, not a sweeplab checkpoint: pass a run's checkpoints/{BEST_CHECKPOINT}"
+        )
+    return payload
+
+
+def serving_weights(payload: dict[str, Any]) -> dict[str, Any]:
+    """The weights a run is tested, exported and predicted with: the EMA's under trainer.ema_for_best."""
+    if payload["config"]["trainer"].get("ema_for_best") and "ema" in payload:
+        return {key.removeprefix("module."): value for key, value in payload["ema"].items() if key != "n_averaged"}
+    return payload["model"]
+
+
+def checkpoint_in(run_dir: Path) -> Path:
+    """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
+    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
+        if candidate.is_file():
+            return candidate
+    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
+    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")
