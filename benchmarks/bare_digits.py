@@ -42,6 +42,10 @@ def splits(split_seed: int = 0, val_fraction: float = 0.2, test_fraction: float 
 BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # as trainer.precision=auto
 
 
+# sweeplab's conf/optimizer/adam.yaml and sgd.yaml (SGD's momentum 0.9).
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw)}
+
+
 def autocast() -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
 
@@ -50,17 +54,19 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float().div(255) - 0.3053) / 0.3741
 
 
-def train(train_split, val_split, test_split, lr: float, seed: int, epochs: int, batch_size: int = 64
+def train(train_split, val_split, test_split, lr: float, seed: int, epochs: int, batch_size: int = 64,
+          optimizer: str = "adam", weight_decay: float = 0.0, stop_after=lambda epoch, accuracy: False
           ) -> tuple[float, float]:
+    """`stop_after(epoch, val accuracy)` returning True ends training there (a pruner's verdict)."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.ReLU(inplace=True), nn.Linear(512, 512),
                           nn.ReLU(inplace=True), nn.Linear(512, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     images, labels = train_split
     best, best_weights = -1.0, None
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(labels), generator=generator)
         for start in range(0, len(labels) // batch_size * batch_size, batch_size):
@@ -73,6 +79,8 @@ def train(train_split, val_split, test_split, lr: float, seed: int, epochs: int,
         accuracy = evaluate(model, val_split, batch_size)
         if accuracy > best:
             best, best_weights = accuracy, copy.deepcopy(model.state_dict())
+        if stop_after(epoch, accuracy):
+            break
     model.load_state_dict(best_weights)
     return best, evaluate(model, test_split, batch_size)
 

@@ -18,7 +18,6 @@ import requests
 
 from postgres import Postgres
 
-REPO = Path(__file__).resolve().parents[1]
 SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
 
 
@@ -118,12 +117,3 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
             server.stop()
     finally:
         database.stop()
-
-
-def train(*overrides: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
-          ) -> subprocess.CompletedProcess:
-    """`python train.py ...` as a user runs it: its own process, no progress bar, no inherited tracking URI."""
-    command = [sys.executable, str(REPO / "train.py"), *overrides, "trainer.progress=false"]
-    clean = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}  # the default store
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**clean, **(env or {})})

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shlex
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import train
+from launch import QUICK
+from sweeplab.cli.main import main as sweeplab
 from sweeplab.core.aggregate import aggregate, best_config, mean_and_std, seeds_vary, spread
 from sweeplab.core.errors import UserError
 from sweeplab.core.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
@@ -26,8 +24,6 @@ from sweeplab.sweeps.sweep_table import print_sweep_table
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.sweep import log_sweep_summary
 
-SWEEPLAB = str(Path(sys.executable).parent / "sweeplab")
-QUICK = ["export.onnx=false", "tracking.log_model=false", "tracking.flush_seconds=0"]
 KEYS = ["optimizer.lr", "seed"]
 
 
@@ -140,9 +136,9 @@ def test_compare_groups_by_the_params_but_the_seed_and_its_copies(seed_store) ->
 
 
 @pytest.mark.slow
-def test_a_sweep_over_seeds_reports_each_configuration_as_its_children_say(tmp_path: Path) -> None:
-    result = train("-m", "seed=0,1", "optimizer.lr=1e-3,1e-2", "trainer.epochs=1", *QUICK, cwd=tmp_path,
-                   env={"COLUMNS": "80"})
+def test_a_sweep_over_seeds_reports_each_configuration_as_its_children_say(train_here, capsys, tmp_path: Path) -> None:
+    result = train_here("-m", "seed=0,1", "optimizer.lr=1e-3,1e-2", "trainer.epochs=1", *QUICK, cwd=tmp_path,
+                        env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -168,10 +164,9 @@ def test_a_sweep_over_seeds_reports_each_configuration_as_its_children_say(tmp_p
 
     seed_table = result.stdout[result.stdout.index("over seeds: mean ± std"):]
     assert all(cell in seed_table for cell in cells), (cells, seed_table)
-    table = subprocess.run([SWEEPLAB, "compare", "--uri", uri, "--sweep", "latest", "--aggregate", "seed"],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
-    assert table.returncode == 0, table.stderr
-    assert all(cell in table.stdout for cell in cells), (cells, table.stdout)
+    assert sweeplab(["compare", "--uri", uri, "--sweep", "latest", "--aggregate", "seed"]) == 0
+    table = capsys.readouterr().out
+    assert all(cell in table for cell in cells), (cells, table)
     grouped = aggregated(find_runs(client, None, "latest", "", 100), "seed", None).rows  # what --csv/--json print
     assert [(r["n"], r["failed"], r["best/val/acc_mean"], r["test/acc_std"]) for r in grouped] == [
         (int(r["n"]), int(r["failed"]), float(r["best/val/acc_mean"]), float(r["test/acc_std"])) for r in rows]

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from data_formats import write_cifar10, write_image_folder, write_label_files, write_png_claiming_size
+from launch import REPO, TRAIN, run_train
 from sweeplab.cli.main import main
 from sweeplab.config.checks import check_ranges
 from sweeplab.core.errors import UserError
@@ -33,7 +34,6 @@ from sweeplab.runs.dir_guard import check_writable
 from sweeplab.sweeps.results import read_result
 from sweeplab.task.train import resume_state
 from sweeplab.tracking import upload
-from trained_runs import REPO
 
 CPU = torch.device("cpu")
 # Registered here until conf/train.yaml lists the guard among hydra.callbacks (++: add, or keep what is there).
@@ -228,10 +228,10 @@ def test_a_run_dir_in_the_place_of_a_file_is_one_line(tmp_path: Path) -> None:
 
 
 def train_py(*overrides: str, as_user: list[str] | None = None) -> subprocess.CompletedProcess:
-    command = [*(as_user or []), sys.executable, str(REPO / "train.py"), "tracking.enabled=false", RUN_DIR_GUARD,
-               *overrides]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir(),
-                          env={**os.environ, "HOME": tempfile.gettempdir()})
+    """A process of its own: run as another user, or refused before Hydra hands over to sweeplab."""
+    return run_train("tracking.enabled=false", RUN_DIR_GUARD, *overrides, cwd=Path(tempfile.gettempdir()),
+                     env={"HOME": tempfile.gettempdir()}, command=[*(as_user or []), sys.executable, str(TRAIN)],
+                     timeout=120)
 
 
 def refused_in_one_line(result: subprocess.CompletedProcess) -> str:
@@ -258,7 +258,7 @@ def unwritable_dir():
             pytest.skip("running as root without setpriv: no unprivileged user to run train.py as")
         folder.chmod(0o755)  # root's: nobody reads it, and cannot write it
         as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        readable = subprocess.run([*as_user, sys.executable, "-c", f"open({str(REPO / 'train.py')!r})"],
+        readable = subprocess.run([*as_user, sys.executable, "-c", f"open({str(TRAIN)!r})"],
                                   capture_output=True)
         if readable.returncode:
             pytest.skip(f"nobody cannot read this checkout ({REPO} is under a folder only its owner can search)")

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mlflow_server import REPO
+from launch import REPO, UNEXPORTED, run_train
 from sweeplab.cli.main import main
 from sweeplab.core.errors import UserError
 from sweeplab.task.train import resume_state
@@ -32,23 +31,22 @@ pytestmark = pytest.mark.slow
 FAULTS = REPO / "tests" / "faults"
 # 1,150 digits in batches of 128: 8 steps an epoch, train/step_loss every 4. deterministic: a sequential sweep
 # keeps its thread count.
-RUN = ["trainer.epochs=3", "dataset.batch_size=128", "trainer.log_every_n_steps=4", "trainer.deterministic=true",
-       "trainer.progress=false"]
-QUICK = ["export.onnx=false", "tracking.log_model=false"]
+RUN = ["trainer.epochs=3", "dataset.batch_size=128", "trainer.log_every_n_steps=4", "trainer.deterministic=true"]
 EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
 RUN_METRICS = ("best/val/acc", "test/acc", "test/loss")
 
 # name: (process, function, nth call, kill before it starts or after it returns, extra overrides)
 KILL_POINTS = {
-    "during an epoch": ("train", "sweeplab.training.engine:Trainer.train_step", 12, "before", QUICK),
+    "during an epoch": ("train", "sweeplab.training.engine:Trainer.train_step", 12, "before", UNEXPORTED),
     # Steps 11 to 13 are trained and their losses sent twice: MLflow must hold them once.
     "inside an epoch, after a step checkpoint": ("train", "sweeplab.training.engine:Trainer.train_step", 14, "before",
-                                                 [*QUICK, "trainer.checkpoint_every_n_steps=5",
+                                                 [*UNEXPORTED, "trainer.checkpoint_every_n_steps=5",
                                                   "tracking.flush_seconds=0"]),
-    "during the checkpoint write": ("train", "torch:save", 2, "after", QUICK),  # written, not yet renamed
-    "between the last checkpoint and result.json": ("train", "sweeplab.task.train:record_results", 1, "before", QUICK),
-    "during the metric flush": ("recorder", "sweeplab.tracking.session:Session.log_metrics", 1, "before", QUICK),
-    "during the figures": ("recorder", "sweeplab.tracking.figures:draw_all", 1, "before", QUICK),
+    "during the checkpoint write": ("train", "torch:save", 2, "after", UNEXPORTED),  # written, not yet renamed
+    "between the last checkpoint and result.json": ("train", "sweeplab.task.train:record_results", 1, "before",
+                                                    UNEXPORTED),
+    "during the metric flush": ("recorder", "sweeplab.tracking.session:Session.log_metrics", 1, "before", UNEXPORTED),
+    "during the figures": ("recorder", "sweeplab.tracking.figures:draw_all", 1, "before", UNEXPORTED),
     "during the ONNX export": ("train", "sweeplab.export.onnx:write_onnx", 1, "before", []),
     "after the model is logged, before the run ends": ("recorder", "sweeplab.tracking.logged_model:log_onnx_model",
                                                        1, "after", ["tracking.register_model=faults"]),
@@ -56,12 +54,9 @@ KILL_POINTS = {
 
 
 def train(cwd: Path, *overrides: str, kill_at: dict | None = None) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    if kill_at:
-        env |= {"PYTHONPATH": os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")]),
-                "SWEEPLAB_KILL_AT": json.dumps(kill_at)}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *overrides, *RUN], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    killing = {"PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
+               "SWEEPLAB_KILL_AT": json.dumps(kill_at)} if kill_at else {}
+    return run_train(*overrides, *RUN, cwd=cwd, env=killing)
 
 
 def store(cwd: Path) -> MlflowClient:
@@ -86,7 +81,7 @@ def the_score(metrics: dict[str, list[tuple[int, float]]]) -> dict[str, list[tup
 def uninterrupted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference run, keeping only best.pt once finished (keep_checkpoints changes nothing it trains)."""
     cwd = tmp_path_factory.mktemp("uninterrupted")
-    result = train(cwd, *QUICK, "trainer.keep_checkpoints=best", f"hydra.run.dir={cwd / 'run'}")
+    result = train(cwd, *UNEXPORTED, "trainer.keep_checkpoints=best", f"hydra.run.dir={cwd / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd
 
@@ -156,7 +151,7 @@ def test_a_sweep_killed_between_jobs_resumes_its_jobs_in_their_runs(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed as job 1 starts, while job 0's record may still be completing beside it; keep_checkpoints=none leaves
     no checkpoint once the sweep is done (jobs cut off keep theirs until then), and MLflow's copy serves."""
-    command = ["-m", "optimizer.lr=0.001,0.003", *QUICK, "trainer.keep_checkpoints=none",
+    command = ["-m", "optimizer.lr=0.001,0.003", *UNEXPORTED, "trainer.keep_checkpoints=none",
                f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     killed = train(tmp_path, *command, kill_at={"process": "train", "call": "sweeplab.data:build_data", "nth": 2})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from data_formats import write_label_files
+from launch import QUIET
 from sweeplab.core.errors import UserError
 from sweeplab.data.digest import split_digest
 from sweeplab.data.label_files import load_label_files
 from sweeplab.data.sources import NO_TEST_SPLIT
-from test_train_e2e import QUIET, accuracy, assert_above_chance, assert_one_line_error, run_train, trained
+from test_train_e2e import accuracy, assert_above_chance, assert_one_line_error, trained
 
 
 @pytest.fixture(scope="module")
@@ -196,10 +197,11 @@ def test_a_path_and_a_size_are_required(train_only: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_py_learns_label_files_and_refuses_a_broken_tree(tmp_path: Path, with_val: Path) -> None:
+def test_train_py_learns_label_files_and_refuses_a_broken_tree(train_here, tmp_path: Path, with_val: Path) -> None:
     overrides = ["dataset=label_files", "dataset.image_size=16", "tracking.log_model=false", *QUIET]
     # the default 2 DataLoader workers; 3 epochs of batches of 4: what it takes to learn the 24 images
-    checkpoint = trained(tmp_path, f"dataset.path={with_val}", "trainer.epochs=3", "dataset.batch_size=4", *overrides)
+    checkpoint = trained(train_here, tmp_path, f"dataset.path={with_val}", "trainer.epochs=3", "dataset.batch_size=4",
+                         *overrides)
     assert checkpoint["classes"] == ["ants", "bees"] and checkpoint["input"]["shape"] == [3, 16, 16]
     assert_above_chance(accuracy(tmp_path / "run"), 2)
     broken = tmp_path / "broken"
@@ -207,6 +209,8 @@ def test_train_py_learns_label_files_and_refuses_a_broken_tree(tmp_path: Path, w
     offending = unlabelled_image(broken)
     failed = tmp_path / "failed"
     failed.mkdir()
-    result, run_dir = run_train(failed, "dataset=label_files", f"dataset.path={broken}", *overrides, timeout=120)
+    run_dir = failed / "run"
+    result = train_here(f"hydra.run.dir={run_dir}", "dataset=label_files", f"dataset.path={broken}", *overrides,
+                        cwd=failed)
     assert_one_line_error(result, str(offending), "has no label file")
     assert not (run_dir / "checkpoints").exists()

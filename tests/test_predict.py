@@ -4,8 +4,6 @@ and one clear line per bad input while the other images are still classified."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from sweeplab.runs.classifier import rebuild_classifier
 from sweeplab.runs.classify import decoder, read_image
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.training.checkpoint import load_checkpoint
-from trained_runs import REPO, RUNS
+from trained_runs import RUNS
 
 # One run per way the data was decoded: one channel in memory, RGB in memory, an image folder.
 DECODINGS = ["mlp", "cnn", "resnet18"]
@@ -207,16 +205,15 @@ def test_a_run_without_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_train_cnn_on_cifar10_then_predict_by_run_id_through_both_backends(data_dir: Path, tmp_path: Path,
-                                                                          capsys) -> None:
+def test_train_cnn_on_cifar10_then_predict_by_run_id_through_both_backends(train_here, data_dir: Path,
+                                                                          tmp_path: Path, capsys) -> None:
     """The issue's "done means": a tracked run exports at its end, and both backends name the dog's class alike."""
     from mlflow import MlflowClient
 
     uri, run_dir = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run"
     overrides = [*RUNS["cnn"], "trainer.epochs=1", "trainer.progress=false", "tracking.log_model=false",
                  f"tracking.uri={uri}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"]
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=tmp_path, capture_output=True,
-                            text=True)
+    result = train_here(*overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("sweeplab-cifar10").experiment_id])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from sweeplab.task.train import moving_average
 from sweeplab.training.checkpoint import load_checkpoint, serving_weights
 from sweeplab.training.engine import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
@@ -133,16 +131,20 @@ def test_bad_recipe_values_are_one_line(override: str, key: str, compose_train) 
     assert "\n" not in str(error.value)
 
 
-def train(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={cwd / 'run'}", "trainer.progress=false",
-               *overrides]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+@pytest.fixture
+def train(train_here):
+    """A run in this process that must succeed, into cwd/run."""
+
+    def run(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+        result = train_here(f"hydra.run.dir={cwd / 'run'}", "trainer.progress=false", *overrides, cwd=cwd)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
 
 
 @pytest.mark.slow
-def test_debug_fast_trains_one_batch_and_records_nothing(tmp_path: Path) -> None:
+def test_debug_fast_trains_one_batch_and_records_nothing(train, tmp_path: Path) -> None:
     train(tmp_path, "debug=fast")
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["step"] == 1 and last["epoch"] == 1
@@ -150,14 +152,14 @@ def test_debug_fast_trains_one_batch_and_records_nothing(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_debug_overfit_drives_the_loss_to_near_zero(tmp_path: Path) -> None:
+def test_debug_overfit_drives_the_loss_to_near_zero(train, tmp_path: Path) -> None:
     train(tmp_path, "debug=overfit")
     history = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["history"]
     assert history[0]["train_loss"] > 1 and history[-1]["train_loss"] < 0.05 and history[-1]["val_acc"] == 1.0
 
 
 @pytest.mark.slow
-def test_debug_profile_writes_a_trace_and_logs_it(tmp_path: Path) -> None:
+def test_debug_profile_writes_a_trace_and_logs_it(train, tmp_path: Path) -> None:
     train(tmp_path, "debug=profile", "trainer.early_stopping_patience=1", "optimizer.lr=1e-9", "trainer.epochs=4")
     trace = json.loads((tmp_path / "run" / "profile" / "trace.json").read_text())
     assert any("linear" in event.get("name", "") for event in trace["traceEvents"])
@@ -171,7 +173,7 @@ def test_debug_profile_writes_a_trace_and_logs_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ema_for_best_picks_tests_and_exports_the_average(tmp_path: Path) -> None:
+def test_ema_for_best_picks_tests_and_exports_the_average(train, tmp_path: Path) -> None:
     train(tmp_path, "trainer.epochs=3", "trainer.ema_decay=0.9", "trainer.ema_for_best=true", "tracking.enabled=false",
           "dataset.augment.mixup_alpha=0.2", "dataset.augment.policy=trivialaugment")
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
@@ -182,7 +184,7 @@ def test_ema_for_best_picks_tests_and_exports_the_average(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_the_modern_cifar10_preset_trains_an_epoch(tmp_path: Path) -> None:
+def test_the_modern_cifar10_preset_trains_an_epoch(train, tmp_path: Path) -> None:
     write_cifar10(tmp_path / "data", per_batch=8, test_size=16)
     train(tmp_path, "experiment=cifar10_modern", f"paths.data_dir={tmp_path / 'data'}", "trainer.epochs=1",
           "dataset.source.download=false", "dataset.source.verify_checksums=false", "dataset.batch_size=8",

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from mlflow_server import train
+from launch import run_train
 from sweeplab.sweeps.optuna_search import search_space
 from test_sweeps import QUICK, study, sweep_runs
 
@@ -37,7 +37,7 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
     """A 12-trial search with the median pruner: some trials PRUNED, fewer epochs in all than without it, every
     pruned trial a finished MLflow run saying when (a sequential search: its records complete later)."""
     pruned_dir = tmp_path / "pruned"
-    result = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    result = run_train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study(tmp_path, "digits_mlp").trials
     pruned = [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED]
@@ -53,7 +53,7 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
         outcome = json.loads((pruned_dir / str(number) / "result.json").read_text())
         assert outcome["status"] == "PRUNED" and (pruned_dir / str(number) / "checkpoints" / "best.pt").is_file()
     assert "PRUNED" in result.stdout and "failed" not in result.stderr
-    again = train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
+    again = run_train("-m", *SEARCH, *MEDIAN, *QUICK, f"hydra.sweep.dir={pruned_dir}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
     assert sum(epochs.values()) < 12 * 3, "fewer epochs than the unpruned search trains (every trial all 3)"
@@ -62,9 +62,9 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
 def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> None:
     """2 joblib workers reporting their epochs to one sqlite study and asking its pruner, side by side."""
     sweep_dir = tmp_path / "search"
-    result = train("-m", *SEARCH[:1], "hydra.sweeper.n_trials=6", *SEARCH[2:], *MEDIAN[:1],
-                   "hydra.sweeper.pruner.n_startup_trials=2", *PARALLEL, *UNTRACKED, f"hydra.sweep.dir={sweep_dir}",
-                   cwd=tmp_path)
+    result = run_train("-m", *SEARCH[:1], "hydra.sweeper.n_trials=6", *SEARCH[2:], *MEDIAN[:1],
+                       "hydra.sweeper.pruner.n_startup_trials=2", *PARALLEL, *UNTRACKED, f"hydra.sweep.dir={sweep_dir}",
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials, epochs = study(tmp_path, "digits_mlp").trials, epochs_trained(sweep_dir)
     assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
@@ -79,8 +79,9 @@ def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> No
 def test_every_sampler_runs_a_search(tmp_path: Path, sampler: str, target: str) -> None:
     """The search ran with the sampler asked for (a study loaded back gets Optuna's default, TPE, whatever ran it:
     the Hydra config each trial recorded says which)."""
-    result = train("-m", "hparams_search=digits_mlp", f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=2",
-                   "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 'search'}", *UNTRACKED, cwd=tmp_path)
+    result = run_train("-m", "hparams_search=digits_mlp", f"hydra/sweeper/sampler={sampler}",
+                       "hydra.sweeper.n_trials=2", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 'search'}",
+                       *UNTRACKED, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     searched = study(tmp_path, "digits_mlp")
     assert [t.state.name for t in searched.trials] == ["COMPLETE", "COMPLETE"]
@@ -90,16 +91,16 @@ def test_every_sampler_runs_a_search(tmp_path: Path, sampler: str, target: str) 
 
 
 def test_a_changed_search_space_is_refused_and_a_foreign_target_too(tmp_path: Path) -> None:
-    first = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=1", "trainer.epochs=1", *UNTRACKED,
-                  cwd=tmp_path)
+    first = run_train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=1", "trainer.epochs=1", *UNTRACKED,
+                      cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    changed = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "trainer.epochs=1",
-                    "optimizer.lr=tag(log,interval(1e-2,1e-1))", *UNTRACKED, cwd=tmp_path)
+    changed = run_train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "trainer.epochs=1",
+                        "optimizer.lr=tag(log,interval(1e-2,1e-1))", *UNTRACKED, cwd=tmp_path)
     assert changed.returncode != 0 and "Traceback" not in changed.stderr
     assert "study 'digits_mlp'" in changed.stderr and "optimizer.lr differ" in changed.stderr
     assert len(study(tmp_path, "digits_mlp").trials) == 1, "nothing ran"
-    foreign = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.study_name=other",
-                    "hydra.sweeper.sampler._target_=os.system", *UNTRACKED, cwd=tmp_path)
+    foreign = run_train("-m", "hparams_search=digits_mlp", "hydra.sweeper.study_name=other",
+                        "hydra.sweeper.sampler._target_=os.system", *UNTRACKED, cwd=tmp_path)
     assert foreign.returncode != 0 and "Traceback" not in foreign.stderr
     assert "_target_=os.system is not allowed" in foreign.stderr
 

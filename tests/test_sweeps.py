@@ -7,10 +7,8 @@ sqlite store, and reads the outcome back through MlflowClient, Optuna and the jo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +17,9 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import REPO, train
+from launch import QUICK, run_train, start_train
 
 pytestmark = pytest.mark.slow
-QUICK = ["export.onnx=false", "tracking.log_model=false", "tracking.flush_seconds=0"]
 
 
 def sweep_runs(cwd: Path) -> tuple:
@@ -45,8 +42,8 @@ def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
 
 def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = train("-m", "optimizer=sgd", "optimizer.lr=0.05,1e6", "trainer.epochs=3", f"hydra.sweep.dir={sweep_dir}",
-                   *QUICK, cwd=tmp_path)
+    result = run_train("-m", "optimizer=sgd", "optimizer.lr=0.05,1e6", "trainer.epochs=3",
+                       f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 jobs did not finish")
@@ -70,9 +67,7 @@ def test_a_diverging_job_fails_alone_and_the_table_shows_every_job(tmp_path: Pat
 
 
 def start_training(cwd: Path, *arguments: str) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "train.py"), *arguments, "trainer.progress=false", *QUICK]
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return start_train(*arguments, *QUICK, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def kill_when(process: subprocess.Popen, path: Path, timeout: float = 180, ready=lambda: True,
@@ -112,7 +107,7 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     client, parent, before = sweep_runs(tmp_path)
     assert before[1].info.status == "RUNNING"
 
-    result = train("-m", *QUICK, *command, cwd=tmp_path)
+    result = run_train("-m", *QUICK, *command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{sweep_dir / '0'} finished before" in result.stdout + result.stderr
     assert f"Resuming {sweep_dir / '1'} after epoch" in result.stdout
@@ -124,7 +119,7 @@ def test_a_killed_sweep_resumes_in_the_same_mlflow_runs(tmp_path: Path) -> None:
     assert epochs_logged(client, after[1].info.run_id) == list(range(1, 13)), "every epoch once, none repeated"
     assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"}
 
-    other = train("-m", *QUICK, "optimizer.lr=0.1,0.01", *command[1:], cwd=tmp_path)  # another grid, same dir
+    other = run_train("-m", *QUICK, "optimizer.lr=0.1,0.01", *command[1:], cwd=tmp_path)  # another grid, same dir
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1].startswith(f"error: {sweep_dir / '0'} already holds a different job")
 
@@ -134,9 +129,7 @@ def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> No
     names the jobs it never reached."""
     sweep_dir = tmp_path / "sweep"
     command = ["-m", "optimizer.lr=0.01,0.003,0.001,0.0003", "trainer.epochs=30", f"hydra.sweep.dir={sweep_dir}"]
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *command, "trainer.progress=false", *QUICK],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
+    process = start_train(*command, *QUICK, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     kill_when(process, sweep_dir / "1" / "checkpoints" / "last.pt", sig=signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode != 0 and "sweep: best val/acc marked *" in stdout
@@ -149,7 +142,7 @@ def test_ctrl_c_ends_a_sweep_with_its_parent_run_and_table(tmp_path: Path) -> No
     _, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "KILLED" and children[1].info.status == "KILLED"
 
-    resumed = train(*command, *QUICK, cwd=tmp_path)  # the line's advice: the same command, the same sweep dir
+    resumed = run_train(*command, *QUICK, cwd=tmp_path)  # the line's advice: the same command, the same sweep dir
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert {job["status"] for job in results(sweep_dir).values()} == {"FINISHED"} and len(results(sweep_dir)) == 4
     client, parent_after, after = sweep_runs(tmp_path)
@@ -163,9 +156,9 @@ def test_a_ray_sweep_runs_its_jobs_as_tasks_of_a_local_ray(tmp_path: Path) -> No
     leaves no Ray process behind. (submitit's launcher is tested in test_torchrun.py, with jobs of 2 tasks.)"""
     sweep_dir = tmp_path / "sweep"
     started = time.time()
-    result = train("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-                   "+hydra.launcher.ray.init.include_dashboard=false", "optimizer.lr=0.01,0.003", "trainer.epochs=2",
-                   f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
+    result = run_train("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+                       "+hydra.launcher.ray.init.include_dashboard=false", "optimizer.lr=0.01,0.003",
+                       "trainer.epochs=2", f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Ray Launcher is launching 2 jobs" in result.stdout + result.stderr
     client, parent, children = sweep_runs(tmp_path)
@@ -198,7 +191,7 @@ def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) ->
     states = [trial.state.name for trial in study(tmp_path, "digits_mlp").trials]
     assert states == ["COMPLETE", "RUNNING"]
 
-    result = train("-m", *QUICK, *command, cwd=tmp_path)
+    result = run_train("-m", *QUICK, *command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Trial 1 was cut off: running it again" in result.stdout
     assert f"Resuming {sweep_dir / '1'} after epoch" in result.stdout
@@ -221,8 +214,8 @@ def test_an_optuna_search_stopped_mid_trial_resumes_its_study(tmp_path: Path) ->
 
 
 def test_failed_optuna_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
-    result = train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "optimizer=sgd",
-                   "optimizer.lr=choice(1e6)", "trainer.epochs=1", *QUICK, cwd=tmp_path)
+    result = run_train("-m", "hparams_search=digits_mlp", "hydra.sweeper.n_trials=2", "optimizer=sgd",
+                       "optimizer.lr=choice(1e6)", "trainer.epochs=1", *QUICK, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert [trial.state.name for trial in study(tmp_path, "digits_mlp").trials] == ["FAIL", "FAIL"]

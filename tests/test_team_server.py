@@ -8,11 +8,9 @@ no metric.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +21,8 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mlflow_server import REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
+from launch import TORCHRUN, run_train, start_train
+from mlflow_server import MlflowServer, free_port, mlflow_server  # noqa: F401 - mlflow_server is a fixture
 from sweeplab.cli.main import main
 from sweeplab.tracking.metadata import flatten
 
@@ -43,12 +42,9 @@ def test_a_torchrun_run_on_the_server_is_exported_and_predicted_where_its_run_di
         mlflow_server: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     trained = tmp_path / "trained"
     trained.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(REPO / "train.py"), "trainer.epochs=2", "trainer.progress=false", "export.onnx=false",
-               f"tracking.uri={mlflow_server.uri}", "tracking.experiment=team-torchrun", "tracking.system_metrics=true"]
-    sampled_each_second = {**os.environ, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
-    result = subprocess.run(command, cwd=trained, env=sampled_each_second, capture_output=True, text=True,
-                            timeout=300)
+    result = run_train("trainer.epochs=2", "export.onnx=false", f"tracking.uri={mlflow_server.uri}",
+                       "tracking.experiment=team-torchrun", "tracking.system_metrics=true", cwd=trained,
+                       env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}, command=TORCHRUN)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(mlflow_server.uri)
     (run,) = runs_of(client, "team-torchrun")  # rank 0's alone
@@ -91,10 +87,8 @@ def run_sixteen_jobs(cwd: Path, lock: bool, *overrides: str) -> subprocess.Compl
     """The sweep in 8 workers; with lock, the store is locked for LOCK_SECONDS as the second wave of jobs starts
     (job 8's run dir is there; its run, and those of the jobs after it, are created meanwhile)."""
     if not lock:
-        return train(*SIXTEEN_JOBS, *overrides, cwd=cwd, timeout=600)
-    sweep = subprocess.Popen([sys.executable, str(REPO / "train.py"), *SIXTEEN_JOBS, *overrides,
-                              "trainer.progress=false"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+        return run_train(*SIXTEEN_JOBS, *overrides, cwd=cwd, timeout=600)
+    sweep = start_train(*SIXTEEN_JOBS, *overrides, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while len(list(cwd.glob("multirun/*/*/*/.hydra"))) < 9 and sweep.poll() is None:
         time.sleep(0.2)
     started = threading.Event()
@@ -141,11 +135,11 @@ def test_a_server_with_auth_takes_runs_with_credentials_only(tmp_path: Path) -> 
     try:
         run = ["trainer.epochs=1", "export.onnx=false", "tracking.log_model=false", f"tracking.uri={server.uri}",
                "tracking.experiment=guarded"]
-        refused = train(*run, cwd=tmp_path)
+        refused = run_train(*run, cwd=tmp_path)
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
             f"error: tracking server {server.uri} refused access (HTTP 401)"), refused.stderr[-2000:]
         credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
-        admitted = train(*run, cwd=tmp_path, env=credentials)
+        admitted = run_train(*run, cwd=tmp_path, env=credentials)
         assert admitted.returncode == 0, admitted.stderr[-3000:]
         with pytest.MonkeyPatch.context() as environment:
             for key, value in credentials.items():

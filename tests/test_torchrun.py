@@ -12,40 +12,29 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import REPO
+from launch import REPO, TORCHRUN, UNEXPORTED, run_train, start_train
 from sweeplab.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 FAULTS = REPO / "tests" / "faults"
 # 1,150 digits in global batches of 64: 17 steps an epoch, each rank 32 images a step.
-RUN = ["trainer.epochs=4", "dataset.batch_size=64", "trainer.progress=false", "trainer.deterministic=true",
-       "export.onnx=false", "tracking.log_model=false", "trainer.log_every_n_steps=8"]
+RUN = ["trainer.epochs=4", "dataset.batch_size=64", "trainer.deterministic=true", *UNEXPORTED,
+       "trainer.log_every_n_steps=8"]
 EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr")
 
 
-def command(torchrun: bool, *overrides: str) -> list[str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun \
-        else [sys.executable]
-    return [*launcher, str(REPO / "train.py"), *overrides]
-
-
-def environment(env: dict | None = None) -> dict[str, str]:
-    """Each test's own store: the one in its cwd."""
-    return {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"} | (env or {})
 
 
 def run(cwd: Path, torchrun: bool, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     flags = [override for override in overrides if override.startswith("-")]  # -m: before every override
     arguments = [*flags, *RUN, *(override for override in overrides if override not in flags)]
-    return subprocess.run(command(torchrun, *arguments), cwd=cwd, env=environment(env), capture_output=True,
-                          text=True, timeout=300)
+    return run_train(*arguments, cwd=cwd, env=env, command=TORCHRUN if torchrun else None)
 
 
 def killing(kill_at: dict) -> dict:
@@ -122,10 +111,8 @@ def test_a_killed_torchrun_run_resumes_under_torchrun_as_if_never_stopped(refere
 def test_a_sigterm_to_torchrun_ends_its_run_killed_as_rank_0_says(tmp_path: Path) -> None:
     """scancel or a time limit: torchrun passes the SIGTERM to its ranks; rank 0 ends the MLflow run KILLED and
     says how to resume, once."""
-    training = subprocess.Popen(command(True, "trainer.epochs=200", "trainer.progress=false", "export.onnx=false",
-                                        "tracking.log_model=false"),
-                                cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+    training = start_train("trainer.epochs=200", *UNEXPORTED, cwd=tmp_path, command=TORCHRUN,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and training.poll() is None:
         time.sleep(0.2)
     training.send_signal(signal.SIGTERM)
@@ -134,7 +121,7 @@ def test_a_sigterm_to_torchrun_ends_its_run_killed_as_rank_0_says(tmp_path: Path
     (run_dir,) = [path.parent for path in tmp_path.glob("outputs/*/*/.hydra")]
     said = [line for line in stderr.splitlines() if line.startswith("terminated (SIGTERM): resume with `")]
     assert said == [f"terminated (SIGTERM): resume with `torchrun --nproc_per_node=2 train.py trainer.epochs=200 "
-                    f"trainer.progress=false export.onnx=false tracking.log_model=false hydra.run.dir={run_dir}`"]
+                    f"export.onnx=false tracking.log_model=false trainer.progress=false hydra.run.dir={run_dir}`"]
     assert json.loads((run_dir / "result.json").read_text())["status"] == "KILLED"
     client, run_id = only_run(tmp_path)
     run = client.get_run(run_id)

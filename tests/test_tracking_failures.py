@@ -19,12 +19,12 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from mlflow_server import REPO, MlflowServer, free_port, mlflow_server, train  # noqa: F401
+from launch import UNEXPORTED, run_train, start_train
+from mlflow_server import MlflowServer, free_port, mlflow_server  # noqa: F401
 from sweeplab.tracking.handle import metric_rows
 from sweeplab.tracking.session import Session
 
 pytestmark = pytest.mark.slow
-QUICK = ("export.onnx=false", "tracking.log_model=false")
 
 
 def runs_of(client: MlflowClient, experiment: str) -> list:
@@ -34,7 +34,7 @@ def runs_of(client: MlflowClient, experiment: str) -> list:
 
 def test_unreachable_server_is_one_line_before_training(tmp_path: Path) -> None:
     started = time.monotonic()
-    result = train(f"tracking.uri=http://127.0.0.1:{free_port()}", cwd=tmp_path)
+    result = run_train(f"tracking.uri=http://127.0.0.1:{free_port()}", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: tracking server http://127.0.0.1:") and "unreachable" in lines[-1]
@@ -57,9 +57,8 @@ def no_training_left_behind():
 
 
 def start_training(uri: str, experiment: str, cwd: Path, *overrides: str) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "train.py"), "trainer.progress=false", f"tracking.uri={uri}",
-               f"tracking.experiment={experiment}", "tracking.flush_seconds=0", *QUICK, *overrides]
-    STARTED.append(subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    STARTED.append(start_train(f"tracking.uri={uri}", f"tracking.experiment={experiment}", "tracking.flush_seconds=0",
+                               *UNEXPORTED, *overrides, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     return STARTED[-1]
 
 
@@ -237,8 +236,8 @@ class NotMlflow(SimpleHTTPRequestHandler):
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
 def test_a_web_server_that_is_not_mlflow_is_one_line_before_anything_runs(sweep: bool, tmp_path: Path) -> None:
     with http_server(NotMlflow) as web:
-        result = train(*(["-m", "optimizer.lr=0.1,0.01"] if sweep else []), f"tracking.uri=http://127.0.0.1:"
-                       f"{web.server_port}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+        result = run_train(*(["-m", "optimizer.lr=0.1,0.01"] if sweep else []), f"tracking.uri=http://127.0.0.1:"
+                           f"{web.server_port}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: tracking server http://127.0.0.1:{web.server_port} is not an MLflow tracking "
@@ -247,8 +246,8 @@ def test_a_web_server_that_is_not_mlflow_is_one_line_before_anything_runs(sweep:
 
 
 def test_an_unreachable_server_stops_a_sweep_before_any_job(tmp_path: Path) -> None:
-    result = train("-m", "optimizer.lr=0.1,0.01", f"tracking.uri=http://127.0.0.1:{free_port()}",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    result = run_train("-m", "optimizer.lr=0.1,0.01", f"tracking.uri=http://127.0.0.1:{free_port()}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: tracking server http://127.0.0.1:") and "is unreachable" in line
@@ -258,8 +257,8 @@ def test_an_unreachable_server_stops_a_sweep_before_any_job(tmp_path: Path) -> N
 def test_export_parity_failure_marks_the_run_failed_and_keeps_its_files(tmp_path: Path) -> None:
     """A 1e-12 tolerance is below float32 rounding: the run fails loudly, with everything logged. (The cnn: on some
     CPUs onnxruntime computes the MLP bit for bit as torch does, its convolutions not.)"""
-    result = train("trainer.epochs=1", "model=cnn", "tracking.log_model=false", "export.tolerance=1e-12",
-                   cwd=tmp_path)
+    result = run_train("trainer.epochs=1", "model=cnn", "tracking.log_model=false", "export.tolerance=1e-12",
+                       cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: the ONNX model disagrees with PyTorch")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import SWEEPLAB, MlflowServer, mlflow_server, train  # noqa: F401 - mlflow_server is a fixture
+from launch import run_train
+from mlflow_server import SWEEPLAB, MlflowServer, mlflow_server  # noqa: F401 - mlflow_server is a fixture
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "sweep-test"
@@ -25,7 +26,7 @@ def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
 
     The sweep exports its best job at its end, and logs (and registers) that job's model."""
     cwd = tmp_path_factory.mktemp("sweep")
-    result = train(
+    result = run_train(
         "-m", "optimizer.lr=1e-2,1e-3", "model=mlp,cnn", "trainer.epochs=1", f"tracking.uri={mlflow_server.uri}",
         f"tracking.experiment={EXPERIMENT}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
         "tracking.tensorboard=true", "tracking.register_model=digits-sweep", cwd=cwd,

@@ -1,8 +1,9 @@
-"""`python train.py ...` run exactly as a user runs it, on small data in the real on-disk formats.
+"""`python train.py ...` as a user runs it, on small data in the real on-disk formats.
 
-Each run is a subprocess in its own temporary directory with `hydra.run.dir` inside it, tracking
-off (MLflow has its own tests) and downloads pointed at a dead proxy, so nothing here needs or
-uses the network. What a run leaves behind (checkpoints/best.pt and last.pt) is checked by
+Each run is the whole command (Hydra, its callbacks, the job) run in this process (conftest's `train_here`)
+in its own temporary directory with `hydra.run.dir` inside it, tracking off (MLflow has its own tests) and
+downloads pointed at a dead proxy, so nothing here needs or uses the network; what only a process shows (the
+console script, import times) runs in one. What a run leaves behind (checkpoints/best.pt and last.pt) is checked by
 loading it the way later tools do: weights-only, then into a freshly built model.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -21,35 +21,17 @@ import pytest
 import torch
 
 from data_formats import CIFAR_CLASSES, write_cifar10, write_image_folder
+from launch import OFFLINE, QUIET, TRAIN, run_train
 from sweeplab.core.vocabulary import BEST_CHECKPOINT as BEST
 from sweeplab.core.vocabulary import LAST_CHECKPOINT as LAST
 from sweeplab.runs.classifier import rebuild_model
 from sweeplab.training.checkpoint import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "train.py"
-QUIET = ["tracking.enabled=false", "export.onnx=false", "trainer.progress=false"]
 
-
-def offline_env() -> dict[str, str]:
-    """The user's environment, minus the network: downloads fail at once instead of fetching data."""
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    dead_proxy = "http://127.0.0.1:9"
-    env.update(http_proxy=dead_proxy, https_proxy=dead_proxy, HTTP_PROXY=dead_proxy, HTTPS_PROXY=dead_proxy)
-    return env
-
-
-def run_train(cwd: Path, *overrides: str, command: list[str] | None = None, timeout: int = 300):
-    """Run the training entry point in `cwd`, writing the run to cwd/run; return (result, run dir)."""
+def trained(train_here, cwd: Path, *overrides: str) -> dict:
+    """Run a training in this process that must succeed, into cwd/run; return its best checkpoint."""
     run_dir = cwd / "run"
-    argv = (command or [sys.executable, str(TRAIN)]) + [f"hydra.run.dir={run_dir}", *overrides]
-    result = subprocess.run(argv, cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=timeout)
-    return result, run_dir
-
-
-def trained(cwd: Path, *overrides: str, **options) -> dict:
-    """Run a training that must succeed; return its best checkpoint."""
-    result, run_dir = run_train(cwd, *overrides, **options)
+    result = train_here(f"hydra.run.dir={run_dir}", *overrides, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(run_dir) in result.stdout.replace("\n", "")
     assert (run_dir / "checkpoints" / LAST).is_file()
@@ -101,9 +83,10 @@ def learnable_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
     ids=["mnist", "fashion_mnist", "imagefolder-train-only", "imagefolder-with-val", "hymenoptera", "fake"],
 )
-def test_every_dataset_trains_above_chance(tmp_path, data_dir, learnable_folder, overrides, shape, classes) -> None:
+def test_every_dataset_trains_above_chance(train_here, tmp_path, data_dir, learnable_folder, overrides, shape,
+                                           classes) -> None:
     overrides = [o.format(data=data_dir, folder=learnable_folder) for o in overrides]
-    checkpoint = trained(tmp_path, f"paths.data_dir={data_dir}", *QUIET, *overrides)
+    checkpoint = trained(train_here, tmp_path, f"paths.data_dir={data_dir}", *QUIET, *overrides)
     assert checkpoint["input"]["shape"] == shape
     assert len(checkpoint["classes"]) == 10 if classes is None else checkpoint["classes"] == classes
     assert checkpoint["config"]["paths"]["data_dir"] == str(data_dir)
@@ -118,21 +101,22 @@ def test_every_dataset_trains_above_chance(tmp_path, data_dir, learnable_folder,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["vgg16", "resnet18"])
-def test_big_torchvision_models_on_cifar_format_data(tmp_path: Path, model: str) -> None:
+def test_big_torchvision_models_on_cifar_format_data(train_here, tmp_path: Path, model: str) -> None:
     write_cifar10(tmp_path / "data", per_batch=4, test_size=8)  # one tiny epoch: vgg16 is 138M parameters
     checkpoint = trained(
-        tmp_path, f"paths.data_dir={tmp_path / 'data'}", "dataset=cifar10", "dataset.source.verify_checksums=false",
-        f"model={model}", "trainer.epochs=1", *QUIET,
+        train_here, tmp_path, f"paths.data_dir={tmp_path / 'data'}", "dataset=cifar10",
+        "dataset.source.verify_checksums=false", f"model={model}", "trainer.epochs=1", *QUIET,
     )
     assert checkpoint["config"]["model"]["name"] == model and checkpoint["classes"] == CIFAR_CLASSES
     assert_rebuilds(checkpoint)
 
 
 @pytest.mark.slow
-def test_the_default_command_learns_digits(tmp_path: Path) -> None:
+def test_the_default_command_learns_digits(train_here, tmp_path: Path) -> None:
     """`python train.py` with nothing else (tracking aside): the embedded default reaches 95%, on held-out test
     data too."""
-    result, run_dir = run_train(tmp_path, "tracking.enabled=false")
+    run_dir = tmp_path / "run"
+    result = train_here(f"hydra.run.dir={run_dir}", "tracking.enabled=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val acc" in result.stdout and str(run_dir) in result.stdout.replace("\n", "")
     assert "images: 1150 train / 288 val / 359 test" in result.stdout
@@ -149,7 +133,7 @@ def history_without_timings(checkpoint: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_cifar10_learns_and_the_same_seed_gives_an_identical_run(tmp_path: Path, data_dir: Path) -> None:
+def test_cifar10_learns_and_the_same_seed_gives_an_identical_run(train_here, tmp_path: Path, data_dir: Path) -> None:
     """CIFAR-10's pickled batches train a CNN well above chance, twice, bit for bit on the CPU: shuffling, random
     crops and flips, init, all seeded. 6 epochs of batches of 8 at lr 3e-3: what it takes to learn the tiny set."""
     overrides = [f"paths.data_dir={data_dir}", "dataset=cifar10", "dataset.source.verify_checksums=false",
@@ -158,7 +142,7 @@ def test_cifar10_learns_and_the_same_seed_gives_an_identical_run(tmp_path: Path,
     for name in ("first", "again"):
         cwd = tmp_path / name
         cwd.mkdir()
-        best = trained(cwd, *overrides)
+        best = trained(train_here, cwd, *overrides)
         runs.append(load_checkpoint(cwd / "run" / "checkpoints" / LAST))
     assert best["input"]["shape"] == [3, 32, 32] and best["classes"] == CIFAR_CLASSES
     assert_rebuilds(best)
@@ -194,23 +178,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> N
                      id="cifar-md5"),
     ],
 )
-def test_config_errors_are_one_line(tmp_path: Path, data_dir: Path, overrides: list[str], names: list[str]) -> None:
+def test_config_errors_are_one_line(train_here, tmp_path: Path, data_dir: Path, overrides: list[str],
+                                   names: list[str]) -> None:
     overrides = [o.format(data=data_dir) for o in overrides]
-    result, run_dir = run_train(tmp_path, f"paths.data_dir={data_dir}", *QUIET, *overrides, timeout=120)
+    run_dir = tmp_path / "run"
+    result = train_here(f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}", *QUIET, *overrides, cwd=tmp_path,
+                        env=OFFLINE)
     assert_one_line_error(result, *(name.format(data=data_dir) for name in names))
     assert not (run_dir / "checkpoints").exists()
 
 
-def test_absent_accelerator_is_one_line(tmp_path: Path) -> None:
+def test_absent_accelerator_is_one_line(train_here, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has cuda")
-    result, _ = run_train(tmp_path, "device=cuda", *QUIET, timeout=120)
+    result = train_here(f"hydra.run.dir={tmp_path / 'run'}", "device=cuda", *QUIET, cwd=tmp_path)
     assert_one_line_error(result, "device=cuda")
 
 
 def test_help_does_not_import_torch(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-X", "importtime", str(TRAIN), "--help"], cwd=tmp_path,
-                            env=offline_env(), capture_output=True, text=True, timeout=120)
+    result = run_train("--help", cwd=tmp_path, env=OFFLINE, command=[sys.executable, "-X", "importtime", str(TRAIN)],
+                       timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     groups = dict(re.findall(r"^(dataset|model): (.+)$", result.stdout, flags=re.MULTILINE))
     for option in ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder", "hymenoptera", "fake"):
@@ -227,8 +214,10 @@ def test_help_does_not_import_torch(tmp_path: Path) -> None:
 def test_console_script(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("sweeplab-train")
     assert script.is_file(), "pip install -e . creates the sweeplab-train console script"
-    checkpoint = trained(tmp_path, "dataset=fake", "model=mlp", "trainer.epochs=1", *QUIET, command=[str(script)])
-    assert checkpoint["config"]["dataset"]["name"] == "fake"
+    result = run_train(f"hydra.run.dir={tmp_path / 'run'}", "dataset=fake", "model=mlp", "trainer.epochs=1", *QUIET,
+                       cwd=tmp_path, command=[str(script)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / BEST)["config"]["dataset"]["name"] == "fake"
 
 
 @pytest.mark.parametrize(
@@ -242,10 +231,10 @@ def test_console_script(tmp_path: Path) -> None:
                      id="no-slurm", marks=pytest.mark.skipif(shutil.which("srun") is not None, reason="Slurm is here")),
     ],
 )
-def test_a_config_error_in_a_sweep_stops_it_before_any_job(tmp_path: Path, sweep: list[str], message: str) -> None:
+def test_a_config_error_in_a_sweep_stops_it_before_any_job(train_here, tmp_path: Path, sweep: list[str],
+                                                          message: str) -> None:
     sweep_dir = tmp_path / "sweep"
-    argv = [sys.executable, str(TRAIN), "-m", *sweep, f"hydra.sweep.dir={sweep_dir}", "trainer.epochs=1"]
-    result = subprocess.run(argv, cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
+    result = train_here("-m", *sweep, f"hydra.sweep.dir={sweep_dir}", "trainer.epochs=1", cwd=tmp_path, env=OFFLINE)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr

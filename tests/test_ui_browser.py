@@ -12,7 +12,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from mlflow_server import free_port, stop_group, train
+from launch import run_train
+from mlflow_server import free_port, stop_group
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,8 +38,8 @@ def chromium(url: str, profile: Path, *mode: str) -> str:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="run scripts/install-test-deps.sh (Debian's chromium)")
 def test_ui_shows_a_sweep_as_one_parent_run_in_a_browser(tmp_path: Path) -> None:
-    result = train("-m", "optimizer.lr=0.01,0.003", f"hydra.sweep.dir={tmp_path / SWEEP_DIR}", "trainer.epochs=1",
-                   "export.onnx=false", "tracking.log_model=false", cwd=tmp_path)
+    result = run_train("-m", "optimizer.lr=0.01,0.003", f"hydra.sweep.dir={tmp_path / SWEEP_DIR}", "trainer.epochs=1",
+                       "export.onnx=false", "tracking.log_model=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("sweeplab-digits")
     port = free_port()

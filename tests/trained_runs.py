@@ -1,13 +1,12 @@
-"""Runs trained once per test session for the export and predict tests (see the `trained_run` fixture)."""
+"""Runs trained once per test session for the export and predict tests (see conftest's `trained_run` fixture)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-FAST = ["trainer.epochs=1", "trainer.progress=false", "tracking.enabled=false", "export.onnx=false"]
+from launch import QUIET
+
 # model -> the data it trains on: one channel in memory, RGB in memory (CIFAR-10 files), 32x32 fake, image folder.
 RUNS = {
     "mlp": ["model=mlp", "dataset=digits", "model.hidden=[32]"],
@@ -17,12 +16,11 @@ RUNS = {
 }
 
 
-def train_run(root: Path, data_dir: Path, name: str, *extra: str) -> Path:
-    """Train run `name` of RUNS into root/name once (the folder is the cache), as a user would."""
+def train_run(train_here: Callable, root: Path, data_dir: Path, name: str) -> Path:
+    """Train run `name` of RUNS into root/name once (the folder is the cache), in this process."""
     run_dir = root / name
     if not (run_dir / "checkpoints" / "best.pt").is_file():
-        overrides = [*RUNS[name], *FAST, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *extra]
-        result = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=root, capture_output=True,
-                                text=True)
+        result = train_here(*RUNS[name], "trainer.epochs=1", *QUIET, f"paths.data_dir={data_dir}",
+                            f"hydra.run.dir={run_dir}", cwd=root)
         assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

@@ -37,11 +37,11 @@ class Data:
 
 def load_splits(cfg: DatasetConfig) -> Splits:
     """The configured splits; a sequential sweep's jobs share one decoded copy instead of decoding it each time."""
-    return _load_source(OmegaConf.to_yaml(cfg.source, resolve=True))
+    return load_source(OmegaConf.to_yaml(cfg.source, resolve=True))
 
 
 @functools.lru_cache(maxsize=2)  # the data sets of the last jobs: a sweep over two data sets still hits
-def _load_source(source: str) -> Splits:
+def load_source(source: str) -> Splits:
     """Call the configured loader ourselves: Hydra's instantiate would bury a UserError in its own message."""
     config = OmegaConf.create(source)
     return trusted_instantiate(config, _partial_=True, _convert_="all")()

@@ -43,6 +43,10 @@ class ProcessRecorder:
     def __init__(self) -> None:
         self.current: Recorder | Inline | None = None
 
+    def __reduce__(self) -> str:
+        """Sent to another process (joblib pickles the Hydra task function that names it), it is that process's."""
+        return "this_process"
+
     def get(self, in_background: bool, warm_up: Sequence[Remote] = ()) -> Recorder | Inline:
         """A child process if `in_background` (started now unless one runs), else whatever this process has."""
         if in_background and not isinstance(self.current, Recorder):

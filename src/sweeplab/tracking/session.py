@@ -49,7 +49,7 @@ from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
 from sweeplab.tracking.store import is_http, server_error
-from sweeplab.tracking.system_metrics import started
+from sweeplab.tracking.system_metrics import finished, started
 
 DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
 RETRY_SECONDS = 10.0  # a server that failed a probe or a delivery is left alone this long
@@ -134,7 +134,7 @@ class Session:
 
     def end(self, status: str, reason: str | None) -> None:
         if self.system_metrics:
-            self.system_metrics.finish()
+            finished(self.system_metrics)
         reason = reason and masked_text(reason)
         back = self.reachable(retry_now=True)  # a last try: what waited is delivered if the server answers now
         if reason and back:

@@ -27,6 +27,16 @@ def started(run_id: str, uri: str, tags: dict[str, str], resumed: bool) -> Syste
     return monitor
 
 
+def finished(monitor: SystemMetricsMonitor) -> None:
+    """Stop sampling. MLflow logs the samples of each whole interval and drops those of the interval the run's end
+    cuts short, so a run shorter than one interval would have none: they are logged too."""
+    monitor.finish()
+    unlogged = monitor.aggregate_metrics()
+    if unlogged:
+        monitor.publish_metrics(unlogged)
+        monitor.mlflow_logger.flush()
+
+
 def same_gpu(handle, uuid: str | None) -> bool:
     """NVML's handle is the GPU torch trained on (NVML says GPU-<uuid>; torch, the uuid alone)."""
     return uuid is not None and str(pynvml.nvmlDeviceGetUUID(handle)).removeprefix("GPU-") == uuid.removeprefix("GPU-")
