@@ -26,8 +26,8 @@ BARE = [sys.executable, str(REPO / "benchmarks" / "bare_search.py")]
 
 def search(trials: int, store: Path, overrides: list[str]) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="search-floor-"))
-    command = [*TRAIN, "-m", "hparams_search=digits_mlp", "export.onnx=false", f"hydra.sweeper.n_trials={trials}",
-               f"hydra.sweeper.storage=sqlite:///{folder / 'optuna.db'}", f"tracking.uri=sqlite:///{store}",
+    command = [*TRAIN[:2], "-m", *TRAIN[2:], "hparams_search=digits_mlp", "export.onnx=false",
+               f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage=sqlite:///{folder / 'optuna.db'}", f"tracking.uri=sqlite:///{store}",
                f"hydra.sweep.dir={folder / 'search'}", *overrides]
     result = timed(command, folder)
     result["epochs"] = epoch_seconds(folder / "search")

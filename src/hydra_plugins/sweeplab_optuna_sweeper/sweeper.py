@@ -15,6 +15,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from sweeplab.sweeps.trial_configs import TrialConfigs
+
 
 class SweeplabOptunaSweeper(Sweeper):
     def __init__(self, **options: Any) -> None:
@@ -22,7 +24,9 @@ class SweeplabOptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
+        context = HydraContext(config_loader=TrialConfigs(hydra_context.config_loader),
+                               callbacks=hydra_context.callbacks)
+        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=context,
                                                                 task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:

@@ -22,13 +22,14 @@ from sweeplab.core.hydra_job import current_hydra_job
 from sweeplab.core.interrupts import end_on_sigterm, exit_code
 from sweeplab.recorder import this_process
 from sweeplab.sweeps.open_sweeps import end_interrupted_sweeps
+from sweeplab.sweeps.results import JobResult
 from sweeplab.tracking.store import check_reachable, resolve_uri
 
 register_configs()
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> JobResult | None:
     """One job (a single run, or one of a sweep's): `train` in `run_job`, with this process's recorder.
 
     A single run's user error is one line here, inside the job: Hydra would wrap it in its own report. Its

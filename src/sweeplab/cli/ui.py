@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, without_genai_jobs
 from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import is_http, resolve_uri
 
@@ -44,4 +44,5 @@ def run(args: argparse.Namespace) -> int:
         print(warning, file=sys.stderr)
     print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     command = ui_command(uri, args.host, args.port)
+    without_genai_jobs()
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly

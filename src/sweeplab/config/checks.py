@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig, OmegaConf
 
 from sweeplab.core.errors import UserError
 from sweeplab.core.ranks import Ranks
-from sweeplab.core.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE
+from sweeplab.core.vocabulary import KEPT_CHECKPOINTS, OPTIMIZABLE, RUN_COSTS, objectives, selected_metric
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
@@ -49,8 +51,10 @@ def check_ranges(cfg: DictConfig) -> None:
         ("trainer.label_smoothing", 0 <= cfg.trainer.label_smoothing < 1, "must be in [0, 1)"),
         ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
         ("device.type", cfg.device.type in DEVICE_TYPES, f"must be one of {DEVICE_TYPES}"),
-        ("optimized_metric", cfg.optimized_metric in OPTIMIZABLE, f"must be one of {OPTIMIZABLE}"),
+        ("optimized_metric", objectives_ok(cfg.optimized_metric),
+         f"must be one of {OPTIMIZABLE}, or a list of them and of {RUN_COSTS}, with one of the first"),
         ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps >= 1, "must be >= 1"),
+        ("model.width", cfg.model.get("width", 1.0) > 0, "must be > 0 (a multiplier of the layers' widths)"),
         ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
         ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]
@@ -64,13 +68,22 @@ def check_ranges(cfg: DictConfig) -> None:
                       f"must be at most optimizer.lr={cfg.optimizer.lr} (the schedule decays to it)"))
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
-    if cfg.trainer.ema_for_best and cfg.optimized_metric.startswith("train/"):
+    if cfg.trainer.ema_for_best and selected_metric(cfg.optimized_metric, False).startswith("train/"):
         rules.append(("optimized_metric", False, "must be a val/ metric with trainer.ema_for_best (the EMA is not "
                                                   "trained on)"))
     for key, ok, requirement in rules:
         if not ok:
             value = OmegaConf.select(cfg, key)
             raise UserError(f"{key}={value} is invalid: it {requirement}; override it, e.g. `{key}=...`")
+
+
+def objectives_ok(optimized_metric: Any) -> bool:
+    """One epoch metric, or a list of distinct metrics and costs naming at least one epoch metric."""
+    if not isinstance(optimized_metric, str) and not OmegaConf.is_list(optimized_metric):
+        return False
+    names = objectives(optimized_metric)
+    return (len(set(names)) == len(names) and set(names) <= set(OPTIMIZABLE + RUN_COSTS)
+            and any(name in OPTIMIZABLE for name in names))
 
 
 def present_rules(group: str, node: DictConfig, ranges: dict) -> list[tuple[str, bool, str]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# Where a run's record goes and how it is shown may change on resume; what it trains on may not.
-FREE_TO_CHANGE = ("tracking", "export", "paths", "trainer.progress", "trainer.checkpoint_every_n_steps",
-                  "trainer.keep_checkpoints")
+# Where a run's record goes, how it is shown, what is measured after training and what a sweep may spend may
+# change on resume; what it trains on may not.
+FREE_TO_CHANGE = ("tracking", "export", "paths", "sweep", "trainer.progress", "trainer.checkpoint_every_n_steps",
+                  "trainer.keep_checkpoints", "trainer.latency")
 
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -81,6 +81,9 @@ class ModelConfig:
     freeze_backbone: bool = False  # train only the classification head
     # Inputs smaller than this (per side) are upsampled on the fly; 0 keeps the data's size.
     min_size: int = 0
+    # mlp and cnn: every hidden layer's width and the CNN's channels times this (an architecture search's knob);
+    # the other models keep their own widths.
+    width: float = 1.0
 
 
 @dataclass
@@ -139,6 +142,9 @@ class TrainerConfig:
     limit_val_batches: Any = None
     overfit_batches: int = 0
     profile_steps: int = 0
+    # Measure model/latency_ms after training (batch 1, eager, one CPU thread) even when optimized_metric does not
+    # name it.
+    latency: bool = False
     # Also write last.pt every N optimizer steps (0: at epoch ends only): a preempted job loses minutes, not an epoch.
     checkpoint_every_n_steps: int = 0
     # What a finished run keeps: all (last.pt and best.pt), best (best.pt: no resume), none (export and the
@@ -177,6 +183,17 @@ class ExportConfig:
 
 
 @dataclass
+class SweepConfig:
+    """What a sweep (-m) may spend and whether it runs at all; a single run ignores it."""
+
+    # Wall seconds: no job of a grid, no trial of a search starts after them (those running finish). A search
+    # counts the seconds its study spent before; a grid counts from the command's start.
+    timeout: float | None = None
+    # Print what the sweep would run (a grid's jobs, a search's space and trials to go) and exit: nothing runs.
+    plan: bool = False
+
+
+@dataclass
 class PathsConfig:
     data_dir: str = "data"
     output_dir: str = "${hydra:runtime.output_dir}"
@@ -193,9 +210,12 @@ class TrainConfig:
     tracking: TrackingConfig = MISSING
     export: ExportConfig = field(default_factory=ExportConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
-    # The metric returned to Hydra sweepers and used for early stopping and the best checkpoint.
-    optimized_metric: str = VAL_ACC
+    # What sweeps optimize, early stopping watches and the best checkpoint is picked by: one metric, or a list
+    # weighing it against costs ([val/acc,model/latency_ms]); each in its direction (accuracies up; losses and
+    # costs down); the first metric measured every epoch picks the best checkpoint.
+    optimized_metric: Any = VAL_ACC
 
 
 def config_dir() -> str:

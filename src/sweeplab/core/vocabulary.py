@@ -1,13 +1,15 @@
 """The run vocabulary: the names that runs, sweeps, tracking and the commands share, in one place.
 
 Statuses, metric names, MLflow tags, the files and folders of a run dir and of its MLflow
-artifacts, and the limits of MLflow's API. A leaf module (no imports): every layer may use it.
+artifacts, and the limits of MLflow's API. A leaf module (nothing of sweeplab's imported): every layer may use it.
 """
+
+from collections.abc import Sequence
 
 # How a run or a sweep job ends: MLflow's RunStatus names, also what result.json says.
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 PRUNED = "PRUNED"  # result.json only: an Optuna trial its pruner stopped (its MLflow run ends FINISHED, tagged)
-NOT_STARTED = "NOT_STARTED"  # the end-of-sweep table only: a grid's job that an interrupted sweep never reached
+NOT_STARTED = "NOT_STARTED"  # a grid's job an interrupted sweep never reached, or that sweep.timeout kept from starting
 
 # Metrics. Per epoch:
 TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC = "train/loss", "train/acc", "val/loss", "val/acc"
@@ -17,7 +19,12 @@ LR, EPOCH_SECONDS, IMAGES_PER_SECOND = "lr", "epoch_seconds", "images_per_second
 STEP_LOSS, STEP_IMAGES_PER_SECOND = "train/step_loss", "train/step_images_per_second"
 # Once, after training: the best checkpoint on the test split (never seen by any choice).
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
-# What `optimized_metric` may name: the value sweepers get, early stopping watches and best.pt keeps.
+# Once a run, what its model costs: its parameters, always; its batch-1 latency, when measured.
+MODEL_PARAMS, MODEL_LATENCY_MS = "model/params", "model/latency_ms"
+MODEL_LATENCY_IQR_MS = "model/latency_iqr_ms"  # the latency's spread: its timed calls' interquartile range
+RUN_COSTS = (MODEL_PARAMS, MODEL_LATENCY_MS)
+# What `optimized_metric` may name: the value sweepers get, early stopping watches and best.pt keeps; a list of
+# several adds costs to weigh against it (an accuracy-against-cost search).
 OPTIMIZABLE = (VAL_ACC, VAL_LOSS, TRAIN_ACC, TRAIN_LOSS)
 # What `sweeplab compare` shows unless told:
 COMPARED = (VAL_ACC, TEST_ACC, VAL_LOSS, TRAIN_LOSS, EPOCH_SECONDS)
@@ -31,14 +38,25 @@ def best_metric(metric: str) -> str:
     return f"best/{metric}"
 
 
-def selected_metric(optimized_metric: str, ema_for_best: bool) -> str:
-    """What picks the best epoch: `optimized_metric`, or its EMA twin (val/acc -> val_ema/acc) with ema_for_best."""
-    return optimized_metric.replace("val/", "val_ema/") if ema_for_best else optimized_metric
+def objectives(optimized_metric: str | Sequence[str]) -> list[str]:
+    """`optimized_metric` as a list: one metric, or several for an accuracy-against-cost search."""
+    return [optimized_metric] if isinstance(optimized_metric, str) else [str(metric) for metric in optimized_metric]
+
+
+def selected_metric(optimized_metric: str | Sequence[str], ema_for_best: bool) -> str:
+    """What picks the best epoch: the first of the objectives measured every epoch (the config's checks make sure
+    there is one), or its EMA twin (val/acc -> val_ema/acc) with ema_for_best."""
+    return ema_twin(next(name for name in objectives(optimized_metric) if name not in RUN_COSTS), ema_for_best)
+
+
+def ema_twin(metric: str, ema_for_best: bool) -> str:
+    """val/acc -> val_ema/acc with ema_for_best: the weights' average is what is judged and kept then."""
+    return metric.replace("val/", "val_ema/") if ema_for_best else metric
 
 
 def metric_mode(metric: str) -> str:
-    """Losses are minimised, everything else (accuracies) maximised."""
-    return "min" if metric.endswith("loss") else "max"
+    """Losses and costs are minimised, everything else (accuracies) maximised."""
+    return "min" if metric.endswith("loss") or metric in RUN_COSTS else "max"
 
 
 # MLflow tags: a run's identity and where it came from.
@@ -47,7 +65,8 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_DIRTY_TAG = "git.dirty"
 FAILURE_TAG = "sweeplab.failure"
 OVERRIDES_TAG = "sweeplab.overrides"  # the job's Hydra overrides, shell-quoted: how to reproduce it
-OPTIMIZED_TAG = "sweeplab.optimized_metric"
+OPTIMIZED_TAG = "sweeplab.optimized_metric"  # the metric that picks the best epoch
+OBJECTIVES_TAG = "sweeplab.objectives"  # all of optimized_metric's, comma-separated, when it names several
 MODEL_LOGGING_ERROR_TAG = "sweeplab.model_logging_error"
 EARLY_STOP_TAG = "sweeplab.early_stopped"  # the epoch trainer.early_stopping_patience stopped it at
 RUN_DIR_TAG = "hydra.output_dir"  # where the run wrote its checkpoints: how export/predict find them
@@ -59,14 +78,16 @@ SWEEP_DIR_TAG = "sweep.dir"  # on a sweep's parent and children: how a resumed s
 SWEPT_TAG = "sweep.params"  # swept keys, shell-quoted, on a sweep's parent run
 SWEEP_JOBS_TAG, SWEEP_FAILED_JOBS_TAG = "sweep.jobs", "sweep.failed_jobs"
 BEST_CHILD_TAG = "best_child_run_id"
+SWEEP_STOPPED_TAG = "sweep.stopped"  # why a sweep stopped before running everything (a budget, failures)
 SWEEP_BEST_CONFIG_TAG = "sweep.best_config"  # with seeds swept: the best configuration by mean, its overrides
 EXPORTED_JOB_TAG = "sweeplab.exported_job"  # the job whose model a sweep exported and logged
 OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna study
 OPTUNA_STUDY_TAG = "optuna.study"
 PRUNED_TAG = "sweeplab.pruned"  # a pruned trial's MLflow run: the last epoch it trained
 PRUNED_AT = "sweeplab.pruned_at"  # ... and its Optuna trial's user attribute: the job's word to the sweeper
-# How a sweep's jobs, in other processes, learn their parent run's id.
+# How a sweep's jobs, in other processes, learn their parent run's id, and when the sweep started (sweep.timeout).
 PARENT_RUN_ENV = "SWEEPLAB_MLFLOW_PARENT_RUN_ID"
+SWEEP_STARTED_ENV = "SWEEPLAB_SWEEP_STARTED"
 # Our Optuna sweeper (hydra_plugins/sweeplab_optuna_sweeper): it numbers jobs by trial and resumes studies.
 OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.SweeplabOptunaSweeper"
 
@@ -78,6 +99,7 @@ LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 KEEP_ALL, KEEP_BEST, KEEP_NONE = "all", "best", "none"  # trainer.keep_checkpoints
 KEPT_CHECKPOINTS = (KEEP_ALL, KEEP_BEST, KEEP_NONE)
 RESULT_FILE = "result.json"  # the job's outcome: what resume and the end-of-sweep table read
+SEARCH_FILE = "search.json"  # in a search's sweep dir: its study, trials, seconds spent, and why it stopped early
 PENDING_FILE = "mlflow_pending.json"  # what a tracking outage kept back
 FIGURES_DIR = "figures"
 EXPORT_DIR = "export"

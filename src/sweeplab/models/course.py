@@ -7,6 +7,8 @@ from torch import nn
 
 from sweeplab.core.errors import UserError
 
+CNN_CHANNELS = (32, 32, 64)  # the course notes' three convolutions
+
 
 def dense_stack(in_features: int, hidden: list[int], num_classes: int) -> nn.Sequential:
     """Flatten -> [Linear -> ReLU] per hidden width -> Linear to the classes."""
@@ -21,7 +23,7 @@ def mlp(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int, we
     """The FashionMNIST tutorial network."""
     refuse_named_weights(cfg.name, weights)
     channels, height, width = image_shape
-    return dense_stack(channels * height * width, list(cfg.hidden), num_classes)
+    return dense_stack(channels * height * width, widened(cfg.hidden, cfg.width), num_classes)
 
 
 def cnn(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int, weights: str | None) -> nn.Module:
@@ -34,11 +36,16 @@ def cnn(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes: int, we
             "upsample them with model.min_size=8"
         )
     features: list[nn.Module] = []
-    for out_channels in (32, 32, 64):
+    for out_channels in widened(CNN_CHANNELS, cfg.width):
         features += [nn.Conv2d(channels, out_channels, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         channels = out_channels
-    head = dense_stack(channels * (height // 8) * (width // 8), list(cfg.hidden), num_classes)
+    head = dense_stack(channels * (height // 8) * (width // 8), widened(cfg.hidden, cfg.width), num_classes)
     return nn.Sequential(*features, head)
+
+
+def widened(widths: list[int] | tuple[int, ...], multiplier: float) -> list[int]:
+    """model.width: each layer's width times the multiplier, at least 1."""
+    return [max(1, round(width * multiplier)) for width in widths]
 
 
 def refuse_named_weights(name: str, weights: str | None) -> None:

@@ -17,12 +17,13 @@ recorder with it. Nothing outlives the command.
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sweeplab.core.hydra_job import HydraJob
 from sweeplab.recorder.calls import Call, Inline
-from sweeplab.recorder.process import Recorder
+from sweeplab.recorder.process import SHARED_ENV, Recorder
 from sweeplab.recorder.remote import EXPORT_WARM_UP, TRACKING_WARM_UP, Remote
 
 if TYPE_CHECKING:
@@ -48,11 +49,13 @@ class ProcessRecorder:
         return "this_process"
 
     def get(self, in_background: bool, warm_up: Sequence[Remote] = ()) -> Recorder | Inline:
-        """A child process if `in_background` (started now unless one runs), else whatever this process has."""
+        """A recorder process if `in_background` (the sweep's this job runs for, where it can be reached; else one
+        started now, unless one runs), else whatever this process has."""
         if in_background and not isinstance(self.current, Recorder):
             if self.current is not None:
                 self.current.close()
-            self.current = Recorder(warm_up)
+            shared = os.environ.get(SHARED_ENV)
+            self.current = (shared and Recorder.joined(shared)) or Recorder.started(warm_up)
             atexit.register(self.current.close)
         elif self.current is None:
             self.current = Inline()

@@ -5,4 +5,4 @@ import os
 from sweeplab.recorder.process import WARM_UP_ENV, connect, serve
 from sweeplab.recorder.remote import Remote
 
-serve(connect(), tuple(Remote(value) for value in filter(None, os.environ[WARM_UP_ENV].split(","))))
+serve(*connect(), tuple(Remote(value) for value in filter(None, os.environ[WARM_UP_ENV].split(","))))

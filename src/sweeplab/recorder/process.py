@@ -3,6 +3,12 @@
 The training process side (`Recorder`) starts it, sends calls and reads the answers; the child side
 (`serve`) imports what the calls name, prepares what it is told to while idle, and exits at once when
 told to stop or when the training process is gone.
+
+A parallel sweep's jobs on the same machine (joblib's, submitit_local's, a local Ray's workers) share the
+launching process's recorder rather than each starting one (MLflow's imports are seconds of CPU a process, and
+one process writes the store): its address is in their environment (SHARED_ENV) and each job process joins it
+as a client of its own connection, answered in its own order. A job that cannot reach it (another node) starts
+its own.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import hmac
 import os
 import pickle
+import queue
 import secrets
 import signal
 import subprocess
@@ -19,8 +26,9 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator, Sequence
-from multiprocessing.connection import Client, Connection, Listener
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection, Listener, wait
 from typing import Any
 
 from sweeplab.core.errors import typed_line
@@ -30,40 +38,60 @@ from sweeplab.recorder.remote import Remote
 
 # How the child finds its parent: the address to connect to, the key that proves it, what to prepare.
 ADDRESS_ENV, KEY_ENV, WARM_UP_ENV = "SWEEPLAB_RECORDER_ADDRESS", "SWEEPLAB_RECORDER_KEY", "SWEEPLAB_RECORDER_WARM_UP"
+SHARED_ENV = "SWEEPLAB_RECORDER_SHARED"  # host:port:key of a sweep's recorder, for its jobs to join
+IDLE_SECONDS = 0.05  # how often an idle recorder looks for jobs joining it
 
 
 class Recorder:
-    """The child process and the calls it has not answered yet, oldest first.
+    """Calls to a recorder over one connection, and those it has not answered yet, oldest first.
 
-    A fresh interpreter, not a multiprocessing child: it starts the
-    same from any parent (a joblib or submitit worker, a notebook) and is safe with threads and CUDA.
-    It runs in its own session, so a Ctrl-C in the terminal reaches only the training process. The two
-    talk over a loopback connection; the child's first message is a key only it was given, checked
-    before anything it sends is unpickled.
+    `started` starts a child process of its own: a fresh interpreter, not a multiprocessing child, so it starts
+    the same from any parent (a joblib or submitit worker, a notebook) and is safe with threads and CUDA. It runs
+    in its own session, so a Ctrl-C in the terminal reaches only the training process. The two talk over a
+    loopback connection; the child's first message is a key only it was given, checked before anything it sends
+    is unpickled. `joined` connects to another process's recorder (a parallel sweep's jobs to its launcher's).
     """
 
-    def __init__(self, warm_up: Sequence[Remote] = ()):
-        self.key = secrets.token_bytes(32)
-        self.listener = Listener(("127.0.0.1", 0))
-        host, port = self.listener.address
-        env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", KEY_ENV: self.key.hex(),
-               WARM_UP_ENV: ",".join(target.value for target in warm_up)}
-        self.process = subprocess.Popen([sys.executable, "-m", "sweeplab.recorder"], env=env,
-                                        start_new_session=True)
-        self._connection: Connection | None = None  # accepted on first use: the child starts meanwhile
+    def __init__(self, connect: Callable[[], Connection], process: subprocess.Popen | None = None,
+                 key: bytes = b""):
+        self.connect, self.process, self.key = connect, process, key
+        self._connection: Connection | None = None  # made on first use: the child starts meanwhile
+        self.shared: str | None = None  # where jobs join it: host:port (a started recorder's, once connected)
         self.pending: deque[Call] = deque()
         self.failed: list[Call] = []
+
+    @classmethod
+    def started(cls, warm_up: Sequence[Remote] = ()) -> Recorder:
+        key = secrets.token_bytes(32)
+        listener = Listener(("127.0.0.1", 0))
+        host, port = listener.address
+        env = {**os.environ, ADDRESS_ENV: f"{host}:{port}", KEY_ENV: key.hex(),
+               WARM_UP_ENV: ",".join(target.value for target in warm_up)}
+        process = subprocess.Popen([sys.executable, "-m", "sweeplab.recorder"], env=env, start_new_session=True)
+        return cls(lambda: accepted_child(listener, key), process, key)
+
+    @classmethod
+    def joined(cls, shared: str) -> Recorder | None:
+        """A client of the recorder at `shared` (SHARED_ENV's form); None where it cannot be reached."""
+        host, port, key = shared.rsplit(":", 2)
+        try:
+            connection = Client((host, int(port)), authkey=bytes.fromhex(key))
+        except (OSError, AuthenticationError):
+            return None
+        return cls(lambda: connection)
 
     @property
     def connection(self) -> Connection:
         if self._connection is None:
-            connection = self.listener.accept()
-            self.listener.close()
-            if not hmac.compare_digest(connection.recv_bytes(), self.key):
-                connection.close()
-                raise RuntimeError("a process other than the recorder connected to the recorder's port")
-            self._connection = connection
+            self._connection = self.connect()
+            if self.process is not None:  # the child says where jobs may join it
+                self.shared = self._connection.recv()
         return self._connection
+
+    def sharing(self) -> str:
+        """SHARED_ENV's value for this recorder: where a sweep's jobs join it, and the key they need."""
+        self.connection  # noqa: B018 - connected, the child has said its address
+        return f"{self.shared}:{self.key.hex()}"
 
     def submit(self, target: Remote, *args: Any) -> Call:
         call = Call(self, target)
@@ -105,16 +133,27 @@ class Recorder:
         return unseen_errors(self.failed, raise_errors)
 
     def close(self) -> None:
-        """Wait for every call, then let the child exit."""
-        if self.process.poll() is None:
+        """Wait for every call; then a started recorder's child exits, a joined one forgets this client."""
+        if self.process is None or self.process.poll() is None:
             try:
                 self.wait_for(None)
             finally:
                 with contextlib.suppress(OSError):
                     self.connection.send(None)
-                self.process.wait()
+                if self.process is not None:
+                    self.process.wait()
         if self._connection is not None:
             self._connection.close()
+
+
+def accepted_child(listener: Listener, key: bytes) -> Connection:
+    """The child's connection, once it proved it holds the key."""
+    connection = listener.accept()
+    listener.close()
+    if not hmac.compare_digest(connection.recv_bytes(), key):
+        connection.close()
+        raise RuntimeError("a process other than the recorder connected to the recorder's port")
+    return connection
 
 
 @contextlib.contextmanager
@@ -130,7 +169,7 @@ def _interrupts_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
-def serve(connection: Connection, warm_up: tuple[Remote, ...]) -> None:
+def serve(connection: Connection, jobs: Listener, warm_up: tuple[Remote, ...]) -> None:
     """The child's process: answer calls until told to stop, then exit at once.
 
     Its work is done by then (every answer sent, every file closed); tearing down mlflow, SQLAlchemy
@@ -139,8 +178,10 @@ def serve(connection: Connection, warm_up: tuple[Remote, ...]) -> None:
     what it had not recorded yet is recorded again when the run resumes.
     """
     threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    joining: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+    threading.Thread(target=accept_jobs, args=(jobs, joining), daemon=True).start()
     try:
-        answer_calls(connection, warm_up)
+        answer_calls(connection, joining, warm_up)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -153,25 +194,45 @@ def exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def answer_calls(connection: Connection, warm_up: tuple[Remote, ...]) -> None:
-    """Answer each call in order; whenever idle, prepare what `warm_up` names (see `warm`)."""
+def accept_jobs(jobs: Listener, joining: queue.SimpleQueue) -> None:
+    """Jobs joining this recorder (their key checked by the listener before anything is unpickled)."""
+    while True:
+        with contextlib.suppress(OSError, EOFError, AuthenticationError):  # a stranger, or a job gone at once
+            joining.put(jobs.accept())
+
+
+def answer_calls(owner: Connection, joining: queue.SimpleQueue, warm_up: tuple[Remote, ...]) -> None:
+    """Answer each connection's calls in its order until the owner (the process that started it) says stop or is
+    gone; whenever idle, prepare what `warm_up` names (see `warm`). A job's connection ends with its process."""
     # The training process tells it when to stop: a Ctrl-C (where there are no sessions: Windows) or a SIGTERM to
     # every process of a job (Slurm's) would cut the run's last records.
     for interrupt in INTERRUPTS:
         signal.signal(interrupt, signal.SIG_IGN)
-    waiting = list(warm_up)
+    waiting, connections = list(warm_up), [owner]
     while True:
-        while waiting and not connection.poll():
+        while not joining.empty():
+            connections.append(joining.get())
+        ready = wait(connections, timeout=0 if waiting else IDLE_SECONDS)
+        if not ready and waiting:
             with contextlib.suppress(Exception):  # an import that fails will fail again, in the call that needs it
                 warm(waiting.pop(0))
-        try:
-            message = connection.recv()
-        except EOFError:  # the training process is gone
-            return
-        if message is None:
-            return
-        target, args = message
-        connection.send(_answer(target, args))
+        for connection in ready:
+            message = received(connection)
+            if message is None and connection is owner:
+                return
+            if message is None:
+                connections.remove(connection)
+                connection.close()
+            else:
+                connection.send(_answer(*message))
+
+
+def received(connection: Connection) -> tuple | None:
+    """The next call; None when the other side said stop or is gone."""
+    try:
+        return connection.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def warm(target: Remote) -> None:
@@ -193,9 +254,14 @@ def _answer(target: Remote, args: tuple) -> tuple[bool, Any, str | None]:
         return False, error, remote
 
 
-def connect() -> Connection:
-    """The recorder's side of the connection: connect, then prove it is the process the key was given to."""
+def connect() -> tuple[Connection, Listener]:
+    """The recorder's side: connect, prove it is the process the key was given to, and open the port a sweep's
+    jobs join it on (the same key), whose address it tells its owner."""
     address, port = os.environ[ADDRESS_ENV].rsplit(":", 1)
+    key = bytes.fromhex(os.environ[KEY_ENV])
     connection = Client((address, int(port)))
-    connection.send_bytes(bytes.fromhex(os.environ[KEY_ENV]))
-    return connection
+    connection.send_bytes(key)
+    jobs = Listener(("127.0.0.1", 0), authkey=key)
+    host, port = jobs.address
+    connection.send(f"{host}:{port}")
+    return connection, jobs

@@ -8,10 +8,14 @@ and gives an Optuna search's parent its history and parameter importances (sweep
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 import shlex
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +32,27 @@ from sweeplab.core.vocabulary import (
     EXPORTED_JOB_TAG,
     KEEP_NONE,
     NOT_STARTED,
+    OBJECTIVES_TAG,
     OPTIMIZED_TAG,
     OPTUNA_SWEEPER,
     OVERRIDES_TAG,
     PARENT_RUN_ENV,
+    SEARCH_FILE,
     SWEEP_DIR_TAG,
+    SWEEP_STARTED_ENV,
+    SWEEP_STOPPED_TAG,
     SWEPT_TAG,
+    objectives,
     selected_metric,
 )
 from sweeplab.export.verdict import verified
 from sweeplab.recorder import Call, Recorder, this_process
+from sweeplab.recorder.process import SHARED_ENV
 from sweeplab.recorder.remote import EXPORT_WARM_UP, Remote
+from sweeplab.sweeps.front import front, retime_front
+from sweeplab.sweeps.job_pools import JOBLIB, SUBMITIT
 from sweeplab.sweeps.open_sweeps import ended, started
+from sweeplab.sweeps.plan import print_plan
 from sweeplab.sweeps.preflight import check_sweep, planned_jobs, sweep_overrides
 from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.retention import discard_sweep_checkpoints
@@ -55,10 +68,19 @@ class SweepGuard(Callback):
         self.launched = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # exit_on_user_error ends in SystemExit, which Hydra's callback runner lets through: nothing launches.
+        # exit_on_user_error and sys.exit end in SystemExit, which Hydra's callback runner lets through: nothing
+        # launches.
+        if config.sweep.plan:
+            exit_on_user_error(check_sweep)(config)
+            exit_on_user_error(print_plan)(config)
+            sys.exit(0)
+        this_process.for_job(config, current_hydra_job())  # the recorder imports MLflow & co. while this checks
         exit_on_user_error(check_sweep)(config)
         self.launched = True
         started(self, config)
+        os.environ[SWEEP_STARTED_ENV] = str(time.time())  # what a grid's jobs measure sweep.timeout from
+        if config.export.onnx and config.hydra.launcher._target_ != BASIC_LAUNCHER:
+            prepare_export()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         ended(self)
@@ -69,11 +91,23 @@ class SweepGuard(Callback):
         if not results:  # no job started (a check at the start failed): nothing to tell
             return
         results += never_started(config, results)
-        print_sweep_table(results, sweep_dir)
+        print_sweep_table(results, sweep_dir, stopped_early(sweep_dir, results))
         unfinished = [r for r in results if r.status not in ENDED]
         if unfinished:
             print(unfinished_line(unfinished, len(results), sweep_dir), file=sys.stderr)
             sys.exit(1)
+
+
+def stopped_early(sweep_dir: Path, results: list[JobResult]) -> str | None:
+    """Why the sweep stopped before running everything it was asked to: a search's budget or failures (its
+    search.json), a grid's sweep.timeout (its jobs' records)."""
+    search = sweep_dir / SEARCH_FILE
+    if search.is_file():
+        return json.loads(search.read_text()).get("stopped")
+    timed_out = [str(r.job) for r in results if r.status == NOT_STARTED and r.reason]
+    if not timed_out:
+        return None
+    return f"sweep.timeout passed before job{'s' * (len(timed_out) > 1)} {', '.join(timed_out)} started"
 
 
 def never_started(config: DictConfig, results: list[JobResult]) -> list[JobResult]:
@@ -94,12 +128,18 @@ def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path) -> 
             f"command with hydra.sweep.dir={sweep_dir} to run only those")
 
 
+# Launchers whose jobs run on this machine: they join this process's recorder, which knows the parent run by its
+# sweep dir, so they start before it is created (its MLflow imports take seconds).
+ON_THIS_MACHINE = (JOBLIB, SUBMITIT[0])
+
+
 class SweepRecord(Callback):
     """One MLflow parent run per multirun, each job its child; at the end a summary and the best job's export.
 
-    The parent is created before any job starts (many processes creating a fresh sqlite file at once
-    race). Jobs in other processes (joblib, submitit) learn its id through the environment, so it is
-    waited for; a sequential sweep's jobs share this process's recorder, which knows it already.
+    The parent is asked for before any job starts (many processes creating a fresh sqlite file at once race).
+    Jobs share this process's recorder, which knows it by its sweep dir: a sequential sweep's in this process,
+    a joblib or submitit_local sweep's from their workers (sweeplab.recorder.process). Jobs on other machines
+    (Slurm, Ray) start recorders of their own and learn its id through the environment, so it is waited for.
     """
 
     def __init__(self) -> None:
@@ -131,9 +171,14 @@ class SweepRecord(Callback):
             SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
             OPTIMIZED_TAG: selected_metric(config.optimized_metric, config.trainer.ema_for_best),
         }
+        if len(objectives(config.optimized_metric)) > 1:
+            tags[OBJECTIVES_TAG] = ",".join(objectives(config.optimized_metric))
         experiment = experiment_name(config.tracking.experiment, config.dataset.name)
         self.starting = recorder.submit(Remote.START_SWEEP, SweepSpec(self.uri, experiment, sweep_dir, tags))
-        if config.hydra.launcher._target_ != BASIC_LAUNCHER:
+        launcher = config.hydra.launcher._target_
+        if launcher != BASIC_LAUNCHER:  # jobs in other processes: what they need, in the environment they inherit
+            os.environ[SHARED_ENV] = recorder.sharing()  # their records go to this recorder, where it can be reached
+        if launcher not in (BASIC_LAUNCHER, *ON_THIS_MACHINE):  # jobs elsewhere record themselves: the parent's id
             os.environ[PARENT_RUN_ENV] = self.parent()
             print(f"MLflow sweep run {self.parent()} in {masked_text(self.uri)}", file=sys.stderr)
 
@@ -141,9 +186,9 @@ class SweepRecord(Callback):
         """Wherever the job ran (this process, or a joblib/submitit worker), its parent's summary is refreshed."""
         if not (config.tracking.enabled and config.hydra.mode == RunMode.MULTIRUN) or follower():
             return
-        parent_id = os.environ.get(PARENT_RUN_ENV) or self.parent()
-        if parent_id:
-            this_process.get(True).submit(Remote.REFRESH_SUMMARY, resolve_uri(config.tracking.uri), parent_id)
+        this_process.get(True).submit(Remote.REFRESH_SUMMARY, resolve_uri(config.tracking.uri),
+                                      str(Path(config.hydra.sweep.dir).resolve()),
+                                      os.environ.get(PARENT_RUN_ENV) or self.parent())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """However the sweep ended (done, a job raised, Ctrl-C: sweeplab.sweeps.open_sweeps)."""
@@ -153,8 +198,14 @@ class SweepRecord(Callback):
             log.error(f"recording failed: {masked_text(typed_line(error))}", exc_info=error)
         parent_id = self.parent()
         tags = {}
-        best = best_result(sweep_results(Path(config.hydra.sweep.dir)))
         interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)  # Ctrl-C or SIGTERM
+        results = sweep_results(Path(config.hydra.sweep.dir))
+        if not interrupted and config.hydra.launcher._target_ in (BASIC_LAUNCHER, *ON_THIS_MACHINE):
+            retime_front(Path(config.hydra.sweep.dir), results)
+            results = sweep_results(Path(config.hydra.sweep.dir))
+        best = best_result(results)
+        if results and (stopped := stopped_early(Path(config.hydra.sweep.dir), results)):
+            tags[SWEEP_STOPPED_TAG] = stopped
         if config.export.onnx and best is not None and not interrupted:
             if export_best_job(config, best, parent_id, this_process.get(True, EXPORT_WARM_UP)):
                 tags[EXPORTED_JOB_TAG] = str(best.job)
@@ -162,12 +213,18 @@ class SweepRecord(Callback):
             discard_sweep_checkpoints(Path(config.hydra.sweep.dir))
         if parent_id is not None:
             if config.hydra.sweeper._target_ == OPTUNA_SWEEPER and not interrupted:
-                recorder.submit(Remote.LOG_SEARCH_INSIGHT, self.uri, parent_id,
-                                config.hydra.sweeper.storage, config.hydra.sweeper.study_name)
+                recorder.submit(Remote.LOG_SEARCH_INSIGHT, self.uri, parent_id, config.hydra.sweeper.storage,
+                                config.hydra.sweeper.study_name, objectives(config.optimized_metric),
+                                [{"job": job.job, "objectives": job.objectives} for job in front(results)])
             recorder.submit(Remote.END_SWEEP, self.uri, parent_id, tags)
             recorder.wait()
             print(f"MLflow sweep run {parent_id} in {masked_text(self.uri)}", file=sys.stderr)
             self.parent_id = None
+
+
+def prepare_export() -> None:
+    """Jobs in other processes leave this one idle: it imports the export (torch) meanwhile, not after the last."""
+    threading.Thread(target=importlib.import_module, args=("sweeplab.export.from_checkpoint",), daemon=True).start()
 
 
 def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None, recorder: Recorder) -> bool:

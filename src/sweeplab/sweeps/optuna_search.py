@@ -1,20 +1,26 @@
-"""An Optuna search over Hydra jobs (`hydra/sweeper=sweeplab_optuna`): ask a batch of trials, launch them as
-jobs, tell the study how each ended. Only this sweeper tells; a job reports its epochs (sweeplab.sweeps.pruning).
+"""An Optuna search over Hydra jobs (`hydra/sweeper=sweeplab_optuna`): ask for a trial, launch it as a job, tell
+the study how it ended, ask for the next. Only this sweeper tells; a job reports its epochs (sweeplab.sweeps.pruning).
 
+- Steady state: as many trials run at once as the launcher runs jobs side by side (sweeplab.sweeps.job_pools),
+  and the moment one ends the study hears of it and the next trial starts; the basic launcher runs one at a time.
 - Trial number = job number = run dir name: a trial's run dir, its MLflow child and its study entry agree.
 - The study is stored and resumable: a re-run of the command continues it (finished trials count towards
-  `n_trials`); trials cut off while RUNNING run again in their own run dir, where the job resumes from its
-  checkpoint; a command whose search space or direction differs from the stored study's is refused.
-- The direction follows `optimized_metric` (accuracies maximised, losses minimised).
-- A job that fails is a FAIL trial and the search goes on; one its pruner stopped says so on its trial
-  (sweeplab.sweeps.pruning), and is a PRUNED trial.
+  `n_trials`, and the seconds spent count towards `timeout`); trials cut off while RUNNING run again in their own
+  run dir, where the job resumes from its checkpoint; a command whose search space or direction differs from the
+  stored study's is refused.
+- Budgets: no trial starts once `timeout` seconds are spent or a finished trial reaches `target` (trials
+  running then finish); the reason is kept with the study and shown by the table and the parent run.
+- A job that fails is a FAIL trial and the search goes on, unless more than `max_failure_rate` of the last trials
+  (as many as run at once) failed; one its pruner stopped is a PRUNED trial.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 from optuna.distributions import (
     BaseDistribution,
@@ -33,90 +40,192 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
+from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
-from sweeplab.core.vocabulary import PRUNED_AT, RUNNING, metric_mode
-from sweeplab.sweeps.results import read_result
+from sweeplab.core.vocabulary import FINISHED, PRUNED, RUNNING, SEARCH_FILE, metric_mode, objectives
+from sweeplab.sweeps.job_pools import Pool, pool_for
+from sweeplab.sweeps.results import JobResult, read_result
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 SPACE_ATTR = "sweeplab.search_space"  # the study's search space, as the command that created it gave it
+SECONDS_ATTR = "sweeplab.seconds"  # wall seconds the study's searches have spent: what `timeout` counts
+STOPPED_ATTR = "sweeplab.stopped"  # why the last search stopped before n_trials (a budget, failures)
+NO_PRUNING = "optuna.pruners.NopPruner"
 SQLITE_BUSY_SECONDS = 60  # parallel jobs report to one sqlite study: wait for a lock rather than fail
 
 
 class Search:
     def __init__(self, config: DictConfig, launcher: Any) -> None:
+        self.config = config
         self.options = config.hydra.sweeper
         self.launcher = launcher
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        self.direction = "maximize" if metric_mode(config.optimized_metric) == "max" else "minimize"
+        self.metrics = objectives(config.optimized_metric)
+        self.directions = ["maximize" if metric_mode(metric) == "max" else "minimize" for metric in self.metrics]
+        self.asked: dict[int, optuna.Trial | None] = {}  # running jobs by number: their trial, or None (a record)
+        self.outcomes: list[TrialState] = []  # how each trial this command told ended, in order
+        self.last_asked: int | None = None
 
     def run(self, arguments: list[str]) -> None:
-        if not self.options.storage or self.options.n_jobs < 1:
+        if not self.options.storage:
             raise UserError("an Optuna search needs hydra.sweeper.storage (its jobs report to the stored study, "
-                            "e.g. sqlite:///optuna.db) and hydra.sweeper.n_jobs >= 1")
+                            "e.g. sqlite:///optuna.db)")
         declared = [f"{key}={value}" for key, value in (self.options.params or {}).items()]
         space, fixed = search_space(declared + arguments)
-        study = open_study(self.options, self.direction, space)
-        self.finish_cut_off_trials(study, fixed)
-        done = len(study.get_trials(deepcopy=False, states=DONE))
+        pool = pool_for(self.launcher, self.config)
+        if len(self.metrics) > 1:
+            check_multi_objective(self.options)
+        study = open_study(self.options, self.directions, space)
+        budget = Budget(study, self.options.get("timeout"), self.options.get("target"), self.directions[0])
+        self.relaunch_cut_off_trials(study, fixed, pool, budget)
+        to_go = self.trials_to_go(study)
+        while to_go or len(pool):
+            while to_go and len(pool) < pool.slots and not budget.stopped and not self.failing(pool.slots):
+                trial = self.ask(study, space)
+                self.asked[trial.number] = trial
+                pool.submit(trial.number, trial_overrides(trial.params, fixed))
+                to_go -= 1
+            if not len(pool):
+                break
+            self.collect(study, pool, budget)
+        failure = self.failure_line(pool.slots) if self.failing(pool.slots) else None
+        budget.close(failure, self.sweep_dir)
+        if failure:
+            raise UserError(failure)
+        self.report_best(study)
+
+    def trials_to_go(self, study: optuna.Study) -> int:
+        """n_trials less those done before and those cut off and running again now."""
+        done = len(study.get_trials(deepcopy=False, states=DONE)) + sum(t is not None for t in self.asked.values())
         if done:
             log.info(f"Study {study.study_name}: {done} trials done before, "
                      f"{max(0, self.options.n_trials - done)} to go")
             study.sampler.reseed_rng()  # a seeded sampler would suggest again what it suggested before
-        to_go = max(0, self.options.n_trials - done)
-        while to_go > 0:
-            trials = [study.ask(space) for _ in range(min(self.options.n_jobs, to_go))]
-            if [t.number for t in trials] != list(range(trials[0].number, trials[0].number + len(trials))):
-                raise UserError(f"another command is adding trials to study {study.study_name!r} at the same time: "
-                                "run one search per study at once (its job numbers are its trial numbers)")
-            returns = self.launcher.launch([trial_overrides(t.params, fixed) for t in trials],
-                                           initial_job_idx=trials[0].number)
-            states = [self.tell(study, trial.number, job) for trial, job in zip(trials, returns, strict=True)]
-            self.check_failures(states)
-            to_go -= len(trials)
-        self.report_best(study)
+        return max(0, self.options.n_trials - done)
 
-    def tell(self, study: optuna.Study, number: int, job: Any) -> TrialState:
-        """How the job ended, for the study: PRUNED (the job said so on its trial), COMPLETE with its value, or
-        FAIL."""
-        if PRUNED_AT in study.get_trials(deepcopy=False)[number].user_attrs:
-            study.tell(number, state=TrialState.PRUNED)
-            return TrialState.PRUNED
+    def ask(self, study: optuna.Study, space: dict[str, BaseDistribution]) -> optuna.Trial:
+        trial = study.ask(space)
+        if self.last_asked is not None and trial.number != self.last_asked + 1:
+            raise UserError(f"another command is adding trials to study {study.study_name!r} at the same time: "
+                            "run one search per study at once (its job numbers are its trial numbers)")
+        self.last_asked = trial.number
+        return trial
+
+    def collect(self, study: optuna.Study, pool: Pool, budget: Budget) -> None:
+        """The next job to end: its trial told (a job that only completed a record has nothing to tell)."""
+        number, job = pool.next_done()
+        trial = self.asked.pop(number)
+        if trial is not None:
+            state, values = self.tell(study, trial, job)
+            self.outcomes.append(state)
+            budget.told(number, state, values)
+
+    def tell(self, study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> tuple[TrialState, list[float]]:
+        """How the job ended, for the study: PRUNED (its pruner stopped it), COMPLETE with its value, or FAIL."""
         try:
-            value = float(job.return_value)
+            result: JobResult = job.return_value
         except Exception as error:  # the job raised: Hydra re-raises it here
-            log.warning(f"Trial {number} failed: {first_line(error)}")
-            value = math.nan
-        state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
-        study.tell(number, value if state == TrialState.COMPLETE else None, state=state)
-        return state
+            log.warning(f"Trial {trial.number} failed: {first_line(error)}")
+            study.tell(trial, state=TrialState.FAIL)
+            return TrialState.FAIL, []
+        if result.status == PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+            return TrialState.PRUNED, []
+        values = [result.objective] if len(self.metrics) == 1 else [
+            (result.objectives or {}).get(metric, math.nan) if result.status == FINISHED else math.nan
+            for metric in self.metrics]
+        state = TrialState.COMPLETE if all(math.isfinite(value) for value in values) else TrialState.FAIL
+        study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        return state, values if state == TrialState.COMPLETE else []
 
-    def check_failures(self, states: list[TrialState]) -> None:
-        failed = states.count(TrialState.FAIL)
-        if failed / len(states) > self.options.max_failure_rate:
-            raise UserError(f"{failed} of {len(states)} trials failed, more than "
-                            f"hydra.sweeper.max_failure_rate={self.options.max_failure_rate}: the search stops "
-                            "(each trial's reason is in its run dir's result.json)")
+    def failing(self, window: int) -> bool:
+        """More than max_failure_rate of the last `window` trials (those run at once) failed."""
+        last = self.outcomes[-window:]
+        return bool(last) and last.count(TrialState.FAIL) / len(last) > self.options.max_failure_rate
 
-    def finish_cut_off_trials(self, study: optuna.Study, fixed: list[str]) -> None:
-        """Trials still RUNNING from an interrupted search run again in their own run dirs (their jobs resume);
-        those the study has an outcome for but whose record was cut off (result.json not final) complete it."""
+    def failure_line(self, window: int) -> str:
+        last = self.outcomes[-window:]
+        return (f"{last.count(TrialState.FAIL)} of the last {len(last)} trials failed, more than "
+                f"hydra.sweeper.max_failure_rate={self.options.max_failure_rate}: the search stops (each trial's "
+                "reason is in its run dir's result.json)")
+
+    def relaunch_cut_off_trials(self, study: optuna.Study, fixed: list[str], pool: Pool, budget: Budget) -> None:
+        """Trials still RUNNING from an interrupted search run again in their own run dirs (their jobs resume, and
+        are told as they end); those the study has an outcome for but whose record was cut off (result.json not
+        final) complete it."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             previous = read_result(self.sweep_dir / str(trial.number))
             if previous is not None and previous.status == RUNNING:
                 log.info(f"Trial {trial.number}'s record was cut off: completing it")
-                self.launcher.launch([trial_overrides(trial.params, fixed)], initial_job_idx=trial.number)
+                self.launch_again(study, trial.number, None, trial.params, fixed, pool, budget)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             log.info(f"Trial {trial.number} was cut off: running it again")
-            (job,) = self.launcher.launch([trial_overrides(trial.params, fixed)], initial_job_idx=trial.number)
-            self.tell(study, trial.number, job)
+            running = optuna.trial.Trial(study, trial._trial_id)  # the live trial, to tell (Optuna's own handle)
+            self.launch_again(study, trial.number, running, trial.params, fixed, pool, budget)
+
+    def launch_again(self, study: optuna.Study, number: int, trial: optuna.Trial | None, params: dict[str, Any],
+                     fixed: list[str], pool: Pool, budget: Budget) -> None:
+        if len(pool) >= pool.slots:
+            self.collect(study, pool, budget)
+        self.asked[number] = trial
+        pool.submit(number, trial_overrides(params, fixed))
 
     def report_best(self, study: optuna.Study) -> None:
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not finished:
             log.error("No trial completed")
             return
-        log.info(f"Best trial {study.best_trial.number}: {study.best_value:.4g} with {study.best_params}")
+        if len(self.metrics) > 1:
+            front = sorted(trial.number for trial in study.best_trials)
+            log.info(f"Pareto front of {', '.join(self.metrics)}: trials {', '.join(map(str, front))}")
+        else:
+            log.info(f"Best trial {study.best_trial.number}: {study.best_value:.4g} with {study.best_params}")
+
+
+class Budget:
+    """What a search may still spend: `timeout` wall seconds (counting the study's earlier searches) and `target`,
+    a value that, once a finished trial reaches it, ends the asking. Kept with the study as trials end."""
+
+    def __init__(self, study: optuna.Study, timeout: float | None, target: float | None, direction: str) -> None:
+        self.study, self.timeout, self.target, self.direction = study, timeout, target, direction
+        self.spent_before = float(study.user_attrs.get(SECONDS_ATTR, 0.0))
+        self.started = time.monotonic()
+        self.reason: str | None = None
+        study.set_user_attr(STOPPED_ATTR, None)
+
+    @property
+    def seconds(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    @property
+    def stopped(self) -> bool:
+        if self.reason is None and self.timeout is not None and self.seconds >= self.timeout:
+            self.reason = f"hydra.sweeper.timeout={self.timeout:g} s spent ({self.seconds:.0f} s)"
+        return self.reason is not None
+
+    def told(self, number: int, state: TrialState, values: list[float]) -> None:
+        self.study.set_user_attr(SECONDS_ATTR, self.seconds)
+        if self.target is not None and state == TrialState.COMPLETE and self.reason is None and reaches(
+                values[0], self.target, self.direction):
+            self.reason = f"hydra.sweeper.target={self.target:g} reached by trial {number} ({values[0]:.4g})"
+
+    def close(self, failure: str | None, sweep_dir: Path) -> None:
+        """The seconds spent, and why the search stopped early (if it did), kept with the study and in the sweep
+        dir's search.json, which the table and the parent run read."""
+        self.study.set_user_attr(SECONDS_ATTR, self.seconds)
+        reason = self.reason or failure
+        if reason:
+            self.study.set_user_attr(STOPPED_ATTR, reason)
+            log.info(f"The search stopped: {reason}")
+        summary = {"study": self.study.study_name, "trials": len(self.study.get_trials(deepcopy=False)),
+                   "seconds": round(self.seconds, 1), "stopped": reason}
+        if sweep_dir.is_dir():
+            write_text_atomically(sweep_dir / SEARCH_FILE, json.dumps(summary, indent=1))
+
+
+def reaches(value: float, target: float, direction: str) -> bool:
+    return value >= target if direction == "maximize" else value <= target
 
 
 def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
@@ -157,11 +266,21 @@ def trial_overrides(params: dict[str, Any], fixed: Sequence[str]) -> list[str]:
     return [f"{name}={value}" for name, value in params.items()] + list(fixed)
 
 
-def open_study(options: DictConfig, direction: str, space: dict[str, BaseDistribution]) -> optuna.Study:
+def check_multi_objective(options: DictConfig) -> None:
+    """Several objectives: Optuna's multi-objective TPE; its pruners and CMA-ES take one objective only."""
+    if options.pruner._target_ != NO_PRUNING:
+        raise UserError("pruning needs one objective (Optuna's pruners compare one value an epoch): with several in "
+                        "optimized_metric, use hydra/sweeper/pruner=none")
+    if options.sampler._target_ == "optuna.samplers.CmaEsSampler":
+        raise UserError("CMA-ES optimizes one objective: with several in optimized_metric, use "
+                        "hydra/sweeper/sampler=tpe (Optuna's multi-objective TPE) or random")
+
+
+def open_study(options: DictConfig, directions: list[str], space: dict[str, BaseDistribution]) -> optuna.Study:
     """The stored study (created on first use) with the configured sampler and pruner; refused when the
     command's search space or direction is not the one the study was made with."""
     study = optuna.create_study(
-        study_name=options.study_name, storage=open_storage(options.storage), direction=direction,
+        study_name=options.study_name, storage=open_storage(options.storage), directions=directions,
         sampler=trusted_instantiate(options.sampler, trusted=SEARCH_TARGETS),
         pruner=trusted_instantiate(options.pruner, trusted=SEARCH_TARGETS), load_if_exists=True,
     )
@@ -170,7 +289,7 @@ def open_study(options: DictConfig, direction: str, space: dict[str, BaseDistrib
     stored = study.user_attrs.get(SPACE_ATTR, as_json(trials[0].distributions) if trials else None)
     if stored is None:
         study.set_user_attr(SPACE_ATTR, wanted)
-    elif stored != wanted or study.direction.name.lower() != direction:
+    elif stored != wanted or [direction.name.lower() for direction in study.directions] != directions:
         changed = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k)) or ["direction"]
         raise UserError(f"study {options.study_name!r} in {options.storage} was made with another search space "
                         f"({', '.join(changed)} differ): name a new study with hydra.sweeper.study_name=..., or "
@@ -178,12 +297,41 @@ def open_study(options: DictConfig, direction: str, space: dict[str, BaseDistrib
     return study
 
 
+def stored_progress(options: DictConfig) -> list[str]:
+    """The stored study's state, read without writing anything (a plan): trials by state, the best, what is left."""
+    path = sqlite_file(options.storage)
+    if path is not None and not path.is_file():
+        return [f"the study is new: {options.n_trials} trials to run"]
+    try:
+        study = optuna.load_study(study_name=options.study_name, storage=open_storage(options.storage))
+    except KeyError:
+        return [f"the study is new: {options.n_trials} trials to run"]
+    trials = study.get_trials(deepcopy=False)
+    states = ", ".join(f"{sum(t.state == state for t in trials)} {state.name.lower()}" for state in TrialState
+                       if any(t.state == state for t in trials))
+    done = sum(t.state in DONE for t in trials)
+    lines = [f"stored: {len(trials)} trials ({states}); {max(0, options.n_trials - done)} to go"]
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        best = [trial.number for trial in study.best_trials]  # the Pareto front where there are several objectives
+        lines.append(f"best so far: trial{'s' * (len(best) > 1)} {', '.join(map(str, best))}"
+                     + (f" ({study.best_value:.4g})" if len(study.directions) == 1 else " (the Pareto front)"))
+    spent = study.user_attrs.get(SECONDS_ATTR)
+    budget = f" of hydra.sweeper.timeout={options.timeout:g}" if options.timeout is not None else ""
+    return lines + ([f"seconds spent: {spent:.0f}{budget}"] if spent is not None else [])
+
+
+def sqlite_file(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def as_json(space: dict[str, BaseDistribution]) -> dict[str, Any]:
     return {name: json.loads(distribution_to_json(d)) for name, d in space.items()}
 
 
+@functools.cache
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """sqlite with a busy timeout: the jobs of a parallel search write their epochs to it at once."""
+    """sqlite with a busy timeout: the jobs of a parallel search write their epochs to it at once. One per process:
+    a sequential search's jobs and its sweeper share it (opening one costs a tenth of a second)."""
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_SECONDS}})
     return optuna.storages.get_storage(url)

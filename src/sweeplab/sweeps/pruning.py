@@ -16,11 +16,10 @@ from optuna.storages import BaseStorage
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.core.hydra_job import HydraJob
 from sweeplab.core.vocabulary import PRUNED_AT
-from sweeplab.sweeps.optuna_search import open_storage
+from sweeplab.sweeps.optuna_search import NO_PRUNING, open_storage
 from sweeplab.training.engine import Callback, EpochMetrics, Trainer
 
 log = logging.getLogger(__name__)
-NO_PRUNING = "optuna.pruners.NopPruner"
 
 
 class TrialPruning(Callback):
@@ -29,13 +28,15 @@ class TrialPruning(Callback):
         self.storage, self.trial_id = storage, trial_id
         self.metric = metric
         self.pruned_at: int | None = None  # the last epoch trained, once pruned
+        self.reported: set[int] = set()  # epochs the study has
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """A resumed trial: report its restored epochs (the last may have been checkpointed, then cut off
         before it was reported), and know whether it was pruned then (its checkpoint says it stopped)."""
+        stored = self.storage.get_trial(self.trial_id)
+        self.reported, self.pruned_at = set(stored.intermediate_values), stored.user_attrs.get(PRUNED_AT)
         for metrics in trainer.state.history:
             self.report(metrics)
-        self.pruned_at = self.storage.get_trial(self.trial_id).user_attrs.get(PRUNED_AT)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> bool:
         self.report(metrics)
@@ -49,8 +50,9 @@ class TrialPruning(Callback):
         return True
 
     def report(self, metrics: EpochMetrics) -> None:
-        if metrics.epoch not in self.storage.get_trial(self.trial_id).intermediate_values:  # never twice
+        if metrics.epoch not in self.reported:  # never twice
             self.trial.report(metrics.as_dict()[self.metric], metrics.epoch)
+            self.reported.add(metrics.epoch)
 
 
 def trial_pruning(job: HydraJob, metric: str) -> TrialPruning | None:

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sweeplab.config.differences import free_to_change
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.overrides import overrides_dict, varying_keys
@@ -30,6 +31,7 @@ class Scores:
     best: float
     test_acc: float | None = None
     pruned_at: int | None = None  # the last epoch an Optuna search's pruner let the trial train
+    objectives: dict[str, float] | None = None  # each of optimized_metric's, where it names several
 
 
 @dataclass
@@ -42,10 +44,11 @@ class JobResult:
     reason: str | None = None  # why it failed
     job: int | None = None  # the Hydra job number (the Optuna trial number in an Optuna search)
     seconds: float | None = None  # wall time of this attempt
+    objectives: dict[str, float] | None = None  # each of optimized_metric's, where it names several
 
     @property
     def objective(self) -> float:
-        """What the job returns to the sweeper: NaN marks a failed trial (Optuna records it as FAIL)."""
+        """What an Optuna search tells its study: NaN for a job that did not finish (its trial FAILs)."""
         return self.value if self.status == FINISHED and self.value is not None else math.nan
 
 
@@ -67,14 +70,20 @@ def read_result(run_dir: Path) -> JobResult | None:
 
 
 def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path) -> None:
-    """A run dir is resumed only by the job that started it."""
-    if sorted(previous.overrides) != sorted(overrides):
+    """A run dir is resumed only by the job that started it (what the sweep may spend is not the job's)."""
+    if identity(previous.overrides) != identity(overrides):
         differ = varying_keys([overrides_dict(previous.overrides), overrides_dict(overrides)])
         raise UserError(
             f"{run_dir} already holds a different job ({', '.join(differ) or 'the overrides'} differ; it ran "
             f"{' '.join(previous.overrides) or 'no overrides'}): to resume a sweep re-run its exact command; "
             "otherwise leave hydra.sweep.dir/hydra.run.dir at default"
         )
+
+
+def identity(overrides: list[str]) -> list[str]:
+    """The overrides that make a job what it is: all but those free to change on resume (tracking, export, the
+    progress bar, what the sweep may spend, ...)."""
+    return sorted(override for override in overrides if not free_to_change(override.lstrip("+~").split("=")[0]))
 
 
 def sweep_results(sweep_dir: Path) -> list[JobResult]:

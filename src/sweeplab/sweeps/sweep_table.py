@@ -11,12 +11,13 @@ from rich.table import Table
 
 from sweeplab.core.aggregate import SEED, aggregate, mean_column, spread
 from sweeplab.core.overrides import overrides_dict, varying_keys
-from sweeplab.core.rows import legend, short, short_names
+from sweeplab.core.rows import cell, legend, short, short_names
 from sweeplab.core.vocabulary import TEST_ACC
+from sweeplab.sweeps.front import front
 from sweeplab.sweeps.results import ENDED, JobResult, best_result
 
 
-def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
+def print_sweep_table(results: list[JobResult], sweep_dir: Path, stopped: str | None = None) -> None:
     """Every job of a sweep: its swept values, status, best metric (the best job marked *); when the seed varies,
     each configuration's mean ± std over its seeds; then why jobs failed.
 
@@ -36,6 +37,8 @@ def print_sweep_table(results: list[JobResult], sweep_dir: Path) -> None:
     for result in results:
         if result.reason:
             console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
+    if stopped:
+        console.print(f"Stopped early: {stopped}", markup=False)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
 
 
@@ -44,21 +47,34 @@ def jobs_table(results: list[JobResult], values: list[dict[str, str]], keys: lis
     metric = results[0].metric
     best = best_result(results)
     names = short_names(keys)
+    costs, front = objectives_of(results)
+    title = f"sweep: best {metric} marked *" + (", its Pareto set (every objective) +" if costs else "")
     # No padding: the box's space between columns is enough, and a search's four params fit 80 columns.
-    table = Table(title=f"sweep: best {metric} marked *", box=box.SIMPLE_HEAVY, caption=legend(names),
-                  padding=0, pad_edge=False)
-    columns = ("job", *(names[key] for key in keys), "status", metric, *((TEST_ACC,) if tested else ()),
-               *(("seconds",) if timed else ()))
+    table = Table(title=title, box=box.SIMPLE_HEAVY, caption=legend(names), padding=0, pad_edge=False)
+    columns = ("job", *(names[key] for key in keys), "status", metric, *(name.split("/")[-1] for name in costs),
+               *((TEST_ACC,) if tested else ()), *(("seconds",) if timed else ()))
     for column in columns:
         table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
-    for result, job_values in zip(results, values, strict=True):
+    for index, (result, job_values) in enumerate(zip(results, values, strict=True)):
         seconds = "" if result.seconds is None else f"{result.seconds:.0f}"
         table.add_row(
-            f"{result.job}{'*' if result is best else ''}", *(short(job_values.get(key, "")) for key in keys),
-            result.status, number(result.value), *((number(result.test_acc),) if tested else ()),
-            *((seconds,) if timed else ()), style=None if result.status in ENDED else "red",
+            f"{result.job}{'*' if result is best else ''}{'+' if index in front else ''}",
+            *(short(job_values.get(key, "")) for key in keys), result.status, number(result.value),
+            *(cell((result.objectives or {}).get(name)) for name in costs),
+            *((number(result.test_acc),) if tested else ()), *((seconds,) if timed else ()),
+            style=None if result.status in ENDED else "red",
         )
     return table
+
+
+def objectives_of(results: list[JobResult]) -> tuple[list[str], set[int]]:
+    """Where optimized_metric names several: the objectives beside the metric's own column, and the indices of the
+    jobs that form the Pareto set."""
+    names = next((list(result.objectives) for result in results if result.objectives), [])
+    shown = {results[0].metric, results[0].metric.replace("val_ema/", "val/")}
+    on_front = {result.job for result in front(results)}
+    return ([name for name in names if name not in shown],
+            {index for index, result in enumerate(results) if result.job in on_front})
 
 
 def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool) -> Table:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import shlex
 import sys
 import time
@@ -35,8 +36,10 @@ from sweeplab.core.vocabulary import (
     KEEP_BEST,
     KEEP_NONE,
     KILLED,
+    NOT_STARTED,
     PRUNED,
     RUNNING,
+    SWEEP_STARTED_ENV,
     selected_metric,
 )
 from sweeplab.recorder import Inline, Recorder
@@ -51,10 +54,10 @@ log = logging.getLogger(__name__)
 Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
 
 
-def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline) -> float:
-    """`train(cfg, job, resume, recorder)` as a Hydra job: returns the best value of optimized_metric (NaN for a
-    failed sweep job, which the sweeper records and goes on from); the test score goes into result.json only,
-    out of the sweeper's sight. A job that finished before returns its recorded value untrained."""
+def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline) -> JobResult | None:
+    """`train(cfg, job, resume, recorder)` as a Hydra job: returns how it ended (a failed sweep job too: the
+    sweeper records it and goes on), what result.json says; a job that finished before returns its record
+    untrained. A rank other than 0 returns None: rank 0's is the job's."""
     if job.tasks > 1:  # a submitit job's tasks train it as torchrun's processes would
         join_job_tasks()
         cfg = follow_rank_0(cfg) if follower() else cfg
@@ -64,15 +67,19 @@ def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | I
         check_same_job(previous, job.overrides, run_dir)
         if previous.status in ENDED:
             log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")
-            return previous.objective
+            return previous
+    if (timeout := past_timeout(cfg, job)) is not None:
+        return not_started(cfg, job, run_dir, timeout)
     if job.threads:  # jobs side by side on one machine share its cores
         torch.set_num_threads(job.threads)
     if follower():  # rank 0 writes the result, records the run and says how it ended
-        return train(cfg, job, previous is not None, Inline()).best
+        train(cfg, job, previous is not None, Inline())
+        return None
     return recorded_job(cfg, job, train, recorder, resume=previous is not None)
 
 
-def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline, resume: bool) -> float:
+def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline, resume: bool
+                 ) -> JobResult:
     """result.json says RUNNING while it trains, then how it ended, once the run's record is complete."""
     run_dir = Path(cfg.paths.output_dir)
     metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
@@ -82,7 +89,7 @@ def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorde
     try:
         with gpu_slot(cfg, job) as gpu:
             scores = train(cfg, replace(job, gpu=gpu), resume, recorder)
-        result.value, result.test_acc = scores.best, scores.test_acc
+        result.value, result.test_acc, result.objectives = scores.best, scores.test_acc, scores.objectives
         result.status = PRUNED if scores.pruned_at else FINISHED
     except KeyboardInterrupt as error:
         result.status, result.reason = KILLED, how_interrupted(error)
@@ -102,7 +109,26 @@ def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorde
         raise late[0]
     if result.status == FAILED:
         release_memory()
-    return result.objective
+    return result
+
+
+def past_timeout(cfg: DictConfig, job: HydraJob) -> float | None:
+    """sweep.timeout, where a grid's job starts after it (a search asks no trial after it: the sweeper's check)."""
+    started = os.environ.get(SWEEP_STARTED_ENV)
+    timeout = cfg.sweep.timeout
+    if not job.multirun or job.study is not None or timeout is None or started is None:
+        return None
+    return timeout if time.time() - float(started) >= timeout else None
+
+
+def not_started(cfg: DictConfig, job: HydraJob, run_dir: Path, timeout: float) -> JobResult:
+    """Recorded as never started, and nothing else: a re-run of the sweep runs it."""
+    metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
+    reason = f"sweep.timeout={timeout:g} s had passed"
+    log.info(f"{run_dir} not started: {reason}")
+    result = JobResult(NOT_STARTED, job.overrides, metric, job=job.num, reason=reason)
+    write_result(str(run_dir), result)
+    return result
 
 
 def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManager[int | None]:

@@ -37,13 +37,19 @@ from sweeplab.core.vocabulary import (
     EARLY_STOP_TAG,
     EXPORT_DIR,
     LAST_CHECKPOINT,
+    MODEL_LATENCY_IQR_MS,
+    MODEL_LATENCY_MS,
+    MODEL_PARAMS,
     PROFILE_DIR,
     PRUNED_TAG,
+    RUN_COSTS,
     TENSORBOARD_DIR,
     TEST_ACC,
     TEST_LOSS,
     best_metric,
+    ema_twin,
     metric_mode,
+    objectives,
     selected_metric,
 )
 from sweeplab.data import Data, build_data, limited, sharded
@@ -71,6 +77,7 @@ from sweeplab.training.console import ProgressBar, print_summary, print_tracking
 from sweeplab.training.device import configure_backends, gpu_uuid, resolve_device, resolve_precision
 from sweeplab.training.distributed import join, read_by_main
 from sweeplab.training.engine import Callback, EpochMetrics, Trainer
+from sweeplab.training.latency import latency_ms, parameter_count
 from sweeplab.training.optim import build_optimizer, build_scheduler
 from sweeplab.training.profiling import StepProfiler
 from sweeplab.training.rng import seed_everything
@@ -124,6 +131,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         best = read_by_main(load_checkpoint, run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)
         model.load_state_dict(serving_weights(best))
         test = trainer.evaluate(batches.test, model) if batches.test is not None else None
+        costs = run_costs(cfg, model, data)
         if not ranks or ranks.main:
             print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test,
                           cfg.dataset.val_split)
@@ -132,14 +140,16 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
                 tracking.set_tag(PRUNED_TAG, str(pruned_at))
             elif trainer.state.epoch < trainer.epochs:
                 tracking.set_tag(EARLY_STOP_TAG, f"after epoch {trainer.state.epoch} of {trainer.epochs}")
-            record_results(cfg, tracking, model, data, history, tracker, run_dir, test)
+            record_results(cfg, tracking, model, data, history, tracker, run_dir, test, costs)
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
         if not job.in_launching_process:
             recorder.wait()  # what the recorder could not do is this run's failure
         if tracking:
             print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
-    return Scores(tracker.best, test[1] if test else None, pruned_at)
+    several = len(objectives(cfg.optimized_metric)) > 1
+    return Scores(tracker.best, test[1] if test else None, pruned_at,
+                  objective_values(cfg, tracker, costs) if several else None)
 
 
 class ShareCores(Callback):
@@ -296,12 +306,31 @@ def moving_average(model: nn.Module, decay: float | None) -> AveragedModel | Non
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
 
 
+def run_costs(cfg: DictConfig, model: nn.Module, data: Data) -> dict[str, float]:
+    """What the model costs to run: its parameters, always; its batch-1 latency where an objective or trainer.latency
+    asks for it (timed here, on the run's device)."""
+    costs = {MODEL_PARAMS: float(parameter_count(model))}
+    if cfg.trainer.latency or MODEL_LATENCY_MS in objectives(cfg.optimized_metric):
+        image = data.preprocess(first_images(data.val, 1), train=False)
+        costs[MODEL_LATENCY_MS], costs[MODEL_LATENCY_IQR_MS] = latency_ms(model, image)
+    return costs
+
+
+def objective_values(cfg: DictConfig, tracker: BestTracker, costs: dict[str, float]) -> dict[str, float]:
+    """Each objective's value: a cost as measured, a metric as the best epoch had it (its EMA twin's with
+    trainer.ema_for_best)."""
+    return {name: costs[name] if name in RUN_COSTS else tracker.best_metrics[ema_twin(name, cfg.trainer.ema_for_best)]
+            for name in objectives(cfg.optimized_metric)}
+
+
 def record_results(cfg: DictConfig, tracking: TrackedRun, model: nn.Module, data: Data, history: list[EpochMetrics],
-                   tracker: BestTracker, run_dir: Path, test: tuple[float, float] | None) -> None:
-    """The best epoch's value, test score, figures and checkpoint, in the MLflow run (drawn and uploaded by the
-    recorder)."""
+                   tracker: BestTracker, run_dir: Path, test: tuple[float, float] | None,
+                   costs: dict[str, float]) -> None:
+    """The best epoch's value, test score, costs, figures and checkpoint, in the MLflow run (drawn and uploaded by
+    the recorder)."""
     tests = {TEST_LOSS: test[0], TEST_ACC: test[1]} if test else {}
-    tracking.log_metrics(metric_rows({best_metric(tracker.metric): tracker.best, **tests}, tracker.best_epoch))
+    tracking.log_metrics(metric_rows({best_metric(tracker.metric): tracker.best, **tests, **costs},
+                                     tracker.best_epoch))
     images, labels, predictions = validation_predictions(model, data)
     tracking.log_figures(FigureData([asdict(m) for m in history], labels, predictions, images, data.classes))
     tracking.log_artifact(run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, CHECKPOINTS_DIR)

@@ -87,6 +87,7 @@ def create_sqlite_store(db: Path) -> None:
     processes to finish uses the first one's.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # no "Creating initial ... tables" per store
     temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
     SqlAlchemyStore(f"sqlite:///{temporary}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
     try:

@@ -2,15 +2,18 @@
 
 The training process's side is the Hydra callback in sweeplab.sweeps.hydra_callbacks. The parent run is
 created before any job starts (many processes creating a fresh sqlite file at once race); a sweep
-re-run in its sweep dir reopens its parent. The summary is refreshed after every job and at the end.
+re-run in its sweep dir reopens its parent. The summary is refreshed as jobs end (at most every
+SUMMARY_SECONDS) and at the end.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,9 @@ from sweeplab.tracking.logged_model import log_export_to_run
 from sweeplab.tracking.metadata import git_state
 from sweeplab.tracking.session import sweep_parents
 
+SUMMARY_SECONDS = 30.0  # while a sweep runs, its summary is rewritten at most this often (and at its end)
+last_summary: dict[str, float] = {}  # parent run id -> when its summary was last written (time.monotonic)
+
 
 def start_sweep(spec: SweepSpec) -> str:
     """The sweep's parent run: a new one, or the one an earlier run of this sweep dir started."""
@@ -77,8 +83,18 @@ def resumed_parent(store: MlflowClient, experiment_id: str, sweep_dir: str) -> s
     return parents[0].info.run_id
 
 
-def refresh_summary(uri: str, parent_id: str) -> list[Run]:
-    """Rewrite the summary; a tracking outage costs the summary, never the sweep."""
+def refresh_summary(uri: str, sweep_dir: str, parent_id: str | None) -> None:
+    """After a job: the summary rewritten, unless it was less than SUMMARY_SECONDS ago. A rewrite reads every
+    child, so at every job's end it would cost more with every job; the sweep's end rewrites it whatever its age.
+    The parent is known by its id, or by its sweep dir where this recorder started it (a sweep's shared one)."""
+    parent_id = parent_id or sweep_parents.get(sweep_dir)
+    if parent_id and time.monotonic() - last_summary.get(parent_id, -math.inf) >= SUMMARY_SECONDS:
+        summarized(uri, parent_id)
+
+
+def summarized(uri: str, parent_id: str) -> list[Run]:
+    """Rewrite the summary now, and return the children; a tracking outage costs the summary, never the sweep."""
+    last_summary[parent_id] = time.monotonic()
     try:
         return log_sweep_summary(client(uri), parent_id)
     except DELIVERY_ERRORS as error:
@@ -89,7 +105,7 @@ def refresh_summary(uri: str, parent_id: str) -> list[Run]:
 
 def end_sweep(uri: str, parent_id: str, tags: dict[str, str]) -> None:
     """Hydra calls this however the sweep ended (done, a job raised, Ctrl-C): the children say how."""
-    statuses = {child.info.status for child in refresh_summary(uri, parent_id)}
+    statuses = {child.info.status for child in summarized(uri, parent_id)}
     status = FAILED if FAILED in statuses else KILLED if statuses - {FINISHED} else FINISHED
     try:
         store = client(uri)

@@ -24,11 +24,12 @@ class BestTracker(Callback):
         self.sign = 1 if mode == "max" else -1
         self.best: float | None = None
         self.best_epoch = 0
+        self.best_metrics: dict[str, float] = {}  # every metric of the best epoch
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        value = metrics.as_dict()[self.metric]
-        if self.best is None or self.sign * (value - self.best) > 0:
-            self.best, self.best_epoch = value, metrics.epoch
+        values = metrics.as_dict()
+        if self.best is None or self.sign * (values[self.metric] - self.best) > 0:
+            self.best, self.best_epoch, self.best_metrics = values[self.metric], metrics.epoch, values
 
 
 class Checkpointer(Callback):

@@ -1,0 +1,55 @@
+"""`python train.py -m ... sweep.plan=true`: what the sweep would run, printed instead of run (nothing is trained,
+tracked or written). A grid's every job, its run dir and whether a re-run in that sweep dir would skip, resume or
+start it; a search's space, its study as stored, and the trials it would still run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from sweeplab.core.errors import UserError
+from sweeplab.sweeps.preflight import planned_jobs
+from sweeplab.sweeps.results import ENDED, identity, read_result
+
+
+def print_plan(config: DictConfig) -> None:
+    sweep_dir = Path(config.hydra.sweep.dir)
+    jobs = planned_jobs(config)
+    lines = grid_plan(jobs, sweep_dir) if jobs is not None else search_plan(config)
+    print("\n".join([*lines, "sweep.plan=true: nothing was run; drop it to run the sweep"]))
+
+
+def grid_plan(jobs: list[list[str]], sweep_dir: Path) -> list[str]:
+    lines = [f"{len(jobs)} jobs in {sweep_dir}{' (it exists: a re-run continues it)' if sweep_dir.is_dir() else ''}:"]
+    for number, overrides in enumerate(jobs):
+        shown = " ".join(override for override in overrides if not override.startswith("sweep.")) or "(no overrides)"
+        lines.append(f"  job {number}: {shown} -> {sweep_dir / str(number)} "
+                     f"[{job_state(sweep_dir / str(number), overrides)}]")
+    return lines
+
+
+def job_state(run_dir: Path, overrides: list[str]) -> str:
+    """What a run of the sweep would do with this job: skip it (ended), resume it, or start it."""
+    previous = read_result(run_dir)
+    if previous is None:
+        return "new"
+    if identity(previous.overrides) != identity(overrides):
+        raise UserError(f"{run_dir} already holds a different job: this sweep dir holds another sweep; pick another "
+                        "hydra.sweep.dir")
+    return f"skipped: {previous.status.lower()} before" if previous.status in ENDED else \
+        f"resumed: {previous.status.lower()} before"
+
+
+def search_plan(config: DictConfig) -> list[str]:
+    """The space as the search reads it, and the stored study's progress (Optuna: only when a search is planned)."""
+    from sweeplab.sweeps.optuna_search import search_space, stored_progress
+
+    options = config.hydra.sweeper
+    declared = [f"{key}={value}" for key, value in (options.params or {}).items()]
+    space, fixed = search_space(declared + list(config.hydra.overrides.task))
+    lines = [f"an Optuna search, study {options.study_name!r} in {options.storage}, n_trials={options.n_trials}:"]
+    lines += [f"  {name}: {distribution}" for name, distribution in space.items()]
+    fixed = [override for override in fixed if not override.startswith("sweep.")]
+    lines += [f"  every trial: {' '.join(fixed)}"] if fixed else []
+    return lines + [f"  {line}" for line in stored_progress(options)]
