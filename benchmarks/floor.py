@@ -140,7 +140,7 @@ def best_accuracy(folder: Path) -> str:
 def sweep(jobs: int, cwd: Path, memory: bool = False) -> dict:
     grid = GRID if jobs == 8 else [f"optimizer.lr={','.join(str(0.001 * (i + 1)) for i in range(jobs))}"]
     sweep_dir = cwd / f"sweep-{time.time_ns()}"
-    result = timed([*TRAIN, "-m", *grid, f"hydra.sweep.dir={sweep_dir}"], cwd, memory)
+    result = timed([*TRAIN[:2], "-m", *TRAIN[2:], *grid, f"hydra.sweep.dir={sweep_dir}"], cwd, memory)
     result["epochs"] = epoch_seconds(sweep_dir)
     return result
 
