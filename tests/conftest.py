@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -149,6 +150,17 @@ def train_here(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
         yield run
     finally:
         saved.restore()
+
+
+@pytest.fixture
+def small_disk():
+    """Files may grow to 64 KiB in this process (RLIMIT_FSIZE, a full disk's failed write without the disk)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, previous)
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from sweeplab.cli.main import main as sweeplab
 from sweeplab.core.aggregate import aggregate, best_config, mean_and_std, seeds_vary, spread
 from sweeplab.core.errors import UserError
 from sweeplab.core.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
+from sweeplab.runs.results import JobResult
 from sweeplab.runs.run_table import aggregated, find_runs
-from sweeplab.sweeps.results import JobResult
 from sweeplab.sweeps.sweep_table import print_sweep_table
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.sweep import log_sweep_summary

@@ -31,7 +31,7 @@ from sweeplab.data.batches import make_batches
 from sweeplab.data.label_files import load_label_files
 from sweeplab.data.sources import load_image_folder
 from sweeplab.runs.dir_guard import check_writable
-from sweeplab.sweeps.results import read_result
+from sweeplab.runs.results import read_result
 from sweeplab.task.train import resume_state
 from sweeplab.tracking import upload
 

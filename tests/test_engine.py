@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import resource
-import signal
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -306,17 +304,6 @@ def test_a_resumed_run_matches_the_uninterrupted_one_bit_for_bit(tmp_path: Path,
 
 def without(metrics: EpochMetrics, keys: set[str]) -> dict:
     return {key: value for key, value in asdict(metrics).items() if key not in keys}
-
-
-@pytest.fixture
-def small_disk():
-    """Files may grow to 64 KiB in this process (RLIMIT_FSIZE, a full disk's failed write without the disk)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    signal.signal(signal.SIGXFSZ, previous)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so_in_one_line(tmp_path: Path, small_disk) -> None:

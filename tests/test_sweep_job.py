@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from sweeplab.core.errors import UserError
 from sweeplab.core.hydra_job import job_threads, usable_cores
 from sweeplab.core.vocabulary import FAILED, FINISHED
+from sweeplab.runs.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.sweeps.gpu_slots import SLOTS_DIR
-from sweeplab.sweeps.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.task.job import failure_reason
 from sweeplab.training.engine import DivergedError
 

@@ -51,6 +51,7 @@ MOVED = {
     "sweeplab.sweeps.callbacks": "sweeplab.sweeps.hydra_callbacks",
     "sweeplab.sweeps.table": "sweeplab.sweeps.sweep_table",
     "sweeplab.tracking.search": "sweeplab.tracking.study_report",
+    "sweeplab.sweeps.results": "sweeplab.runs.results",
 }
 
 

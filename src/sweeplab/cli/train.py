@@ -21,8 +21,8 @@ from sweeplab.core.errors import UserError, config_error_line, exit_on_user_erro
 from sweeplab.core.hydra_job import current_hydra_job
 from sweeplab.core.interrupts import end_on_sigterm, exit_code
 from sweeplab.recorder import this_process
+from sweeplab.runs.results import JobResult
 from sweeplab.sweeps.open_sweeps import end_interrupted_sweeps
-from sweeplab.sweeps.results import JobResult
 from sweeplab.tracking.store import check_reachable, resolve_uri
 
 register_configs()

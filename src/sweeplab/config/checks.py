@@ -55,6 +55,12 @@ def check_ranges(cfg: DictConfig) -> None:
          f"must be one of {OPTIMIZABLE}, or a list of them and of {RUN_COSTS}, with one of the first"),
         ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps >= 1, "must be >= 1"),
         ("model.width", cfg.model.get("width", 1.0) > 0, "must be > 0 (a multiplier of the layers' widths)"),
+        ("model.hidden", all(width >= 1 for width in cfg.model.get("hidden") or []),
+         "must list widths >= 1 (a layer of 0 units passes nothing on: the network could not learn)"),
+        ("dataset.std", all(std > 0 for std in cfg.dataset.std),
+         "must be > 0 for every channel (images are divided by it)"),
+        ("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches <= cfg.dataset.batch_size,
+         f"must be at most dataset.batch_size={cfg.dataset.batch_size} (each micro-batch needs an image)"),
         ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
         ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]

@@ -74,15 +74,12 @@ def masked_tag(key: str, value: str) -> str:
     return masked_text(value)
 
 
-def masked_yaml_folder(folder: Path, copy: Path) -> Path:
-    """`folder` itself when none of its YAML files holds a secret; else `copy`, the same files masked."""
+def masked_yaml_documents(folder: Path) -> dict[str, str] | None:
+    """The YAML files of `folder` by name, masked; None when none of them holds a secret."""
     documents = {path.name: yaml.safe_load(path.read_text()) for path in sorted(folder.glob("*.yaml"))}
     if all(masked(document) == document for document in documents.values()):
-        return folder
-    copy.mkdir(parents=True, exist_ok=True)
-    for name, document in documents.items():
-        (copy / name).write_text(yaml.safe_dump(masked(document), sort_keys=False))
-    return copy
+        return None
+    return {name: yaml.safe_dump(masked(document), sort_keys=False) for name, document in documents.items()}
 
 
 class MaskingFilter(logging.Filter):

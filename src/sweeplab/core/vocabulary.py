@@ -93,6 +93,7 @@ OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.SweeplabOptunaSw
 
 # A run dir (outputs/<date>/<time>/, or multirun/<date>/<time>/<job>/):
 HYDRA_DIR = ".hydra"  # Hydra's config.yaml and overrides.yaml
+MULTIRUN_RECORD = "multirun.yaml"  # what Hydra writes in a sweep dir: how a sweep dir is told from a run dir
 MASKED_HYDRA_DIR = ".hydra_masked"  # ... with secrets masked: what MLflow gets, when .hydra holds any
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"

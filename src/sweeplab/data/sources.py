@@ -169,11 +169,14 @@ def load_image_folder(
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
     decode = folder_decoder(checked_size(image_size, crop_size), crop_size)
 
+    class ContainedFolder(ImageFolder):
+        make_dataset = staticmethod(contained_samples)
+
     def folder(split: str) -> ImageFolder | None:
         if split != "train" and not (root / split).is_dir():
             return None
         try:
-            found = ImageFolder(str(root / split), transform=decode, loader=read_rgb)
+            found = ContainedFolder(str(root / split), transform=decode, loader=read_rgb)
         except FileNotFoundError as error:
             raise UserError(f"{error}: {layout}") from None
         if split != "train" and found.classes != train.classes:
@@ -194,6 +197,45 @@ def load_image_folder(
         train.transform = v2.Compose([decode, policy_transform(policy)])
     return carve_splits(train, plain, folder("val"), folder("test"), train.classes, split_seed, val_fraction,
                         test_fraction, val_split)
+
+
+def contained_samples(directory: str, class_to_idx: dict[str, int], extensions: tuple[str, ...] | None = None,
+                      is_valid_file=None, allow_empty: bool = False) -> list[tuple[str, int]]:
+    """ImageFolder's listing (its make_dataset), following no link out of its class folder, into a loop, or to a
+    folder listed already: through one, a class's images would be listed again, or under another class with its
+    label. Links that stay inside their class folder are followed; those skipped are named in one warning."""
+    from torchvision.datasets.folder import has_file_allowed_extension
+
+    valid = is_valid_file or (lambda path: has_file_allowed_extension(path, extensions))
+    samples, skipped = [], []
+    for name, index in sorted(class_to_idx.items()):
+        top = os.path.join(directory, name)
+        inside, seen = os.path.realpath(top), set()
+        for folder, subfolders, files in os.walk(top, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen or os.path.commonpath([real, inside]) != inside:
+                skipped.append(folder)
+                subfolders.clear()
+                continue
+            seen.add(real)
+            subfolders.sort()
+            for file in sorted(files):
+                path = os.path.join(folder, file)
+                if not valid(path):
+                    continue
+                if os.path.commonpath([os.path.realpath(path), inside]) == inside:
+                    samples.append((path, index))
+                else:
+                    skipped.append(path)
+    labelled = {label for _, label in samples}
+    empty = [name for name, index in class_to_idx.items() if index not in labelled]
+    if empty and not allow_empty:  # torchvision's own words
+        raise FileNotFoundError(f"Found no valid file for the classes {', '.join(sorted(empty))}")
+    if skipped:
+        log.warning(f"skipping {len(skipped)} link(s) in {directory} that leave their class folder or reach one "
+                    "listed already: "
+                    f"{'; '.join(skipped[:LISTED])}{'; ...' if len(skipped) > LISTED else ''}")
+    return samples
 
 
 def checked_size(image_size: int | None, crop_size: int | None) -> int:
@@ -240,9 +282,18 @@ def read_rgb(path: str):
     """Open any image as RGB; an unreadable file is a user error naming it."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return eight_bit(image).convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise UserError(f"{path} is not a readable image ({error}): remove or replace it") from None
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) grayscale picture scaled to 8 bits; PIL's own conversion clips every value above
+    255 to white. Any other picture as it is."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(values / 257), 0, 255).astype(np.uint8), mode="L")
 
 
 def readable_samples(samples: list[tuple[str, int]], classes: list[str], folder: Path) -> list[tuple[str, int]]:

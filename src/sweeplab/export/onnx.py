@@ -9,7 +9,10 @@ check (onnx_check.py) compares the file with PyTorch.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sweeplab.core.atomic import flush_to_disk
+from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
 from sweeplab.runs.preprocessing import Preprocessing
 
@@ -38,13 +43,38 @@ def export_classifier(classifier: nn.Module, preprocessing: Preprocessing, image
                       out_dir: Path) -> ExportFiles:
     """Write `out_dir/model.onnx` and its preprocessing file; PyTorch's logits on `images` to compare with."""
     classifier = classifier.cpu().eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_file = out_dir / ONNX_FILE
-    files = [*write_onnx(classifier, preprocessing.shape, onnx_file), preprocessing.save(onnx_file)]
+
+    def write(folder: Path) -> list[Path]:
+        onnx_file = folder / ONNX_FILE
+        return [*write_onnx(classifier, preprocessing.shape, onnx_file), preprocessing.save(onnx_file)]
+
+    files = written_whole(out_dir, write)
     images = images.cpu()
     with torch.no_grad():
         expected = classifier(images).float().numpy()
     return ExportFiles(files, images.numpy(), expected, preprocessing)
+
+
+def written_whole(out_dir: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """The export's files written into a folder beside their place, flushed to disk, then renamed in (an external
+    weights file keeps its name, which the .onnx file refers to): a full disk or a crash mid-export leaves the
+    previous export whole."""
+    partial = out_dir / ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        written = write(partial)
+        for file in written:
+            flush_to_disk(file)
+        for file in reversed(written):  # the .onnx file, which names its weights file, last
+            os.replace(file, out_dir / file.name)
+        return [out_dir / file.name for file in written]
+    except OSError as error:
+        kept = "the previous export is intact" if (out_dir / ONNX_FILE).is_file() else "nothing was written"
+        raise UserError(f"could not write {out_dir / ONNX_FILE} ({first_line(error)}): free space under {out_dir} "
+                        f"and export again with `sweeplab export <run dir>` ({kept})") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_onnx(classifier: nn.Module, shape: list[int], path: Path) -> list[Path]:

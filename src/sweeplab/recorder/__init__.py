@@ -50,8 +50,8 @@ class ProcessRecorder:
 
     def get(self, in_background: bool, warm_up: Sequence[Remote] = ()) -> Recorder | Inline:
         """A recorder process if `in_background` (the sweep's this job runs for, where it can be reached; else one
-        started now, unless one runs), else whatever this process has."""
-        if in_background and not isinstance(self.current, Recorder):
+        started now, unless one runs and answers), else whatever this process has."""
+        if in_background and (not isinstance(self.current, Recorder) or self.current.lost):
             if self.current is not None:
                 self.current.close()
             shared = os.environ.get(SHARED_ENV)

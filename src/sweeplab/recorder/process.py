@@ -31,14 +31,18 @@ from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener, wait
 from typing import Any
 
+import psutil
+
 from sweeplab.core.errors import typed_line
 from sweeplab.core.interrupts import INTERRUPTS
-from sweeplab.recorder.calls import NOT_YET, Call, RemoteTraceback, resolve, unseen_errors
+from sweeplab.core.vocabulary import PENDING_FILE
+from sweeplab.recorder.calls import NOT_YET, Call, RecorderGone, RemoteTraceback, resolve, unseen_errors
 from sweeplab.recorder.remote import Remote
 
 # How the child finds its parent: the address to connect to, the key that proves it, what to prepare.
 ADDRESS_ENV, KEY_ENV, WARM_UP_ENV = "SWEEPLAB_RECORDER_ADDRESS", "SWEEPLAB_RECORDER_KEY", "SWEEPLAB_RECORDER_WARM_UP"
 SHARED_ENV = "SWEEPLAB_RECORDER_SHARED"  # host:port:key of a sweep's recorder, for its jobs to join
+TICK_SECONDS = 0.5  # how often a wait for an answer looks whether the recorder can still give one
 IDLE_SECONDS = 0.05  # how often an idle recorder looks for jobs joining it
 
 
@@ -59,6 +63,8 @@ class Recorder:
         self.shared: str | None = None  # where jobs join it: host:port (a started recorder's, once connected)
         self.pending: deque[Call] = deque()
         self.failed: list[Call] = []
+        self.lost: str | None = None  # why it is gone: its calls from then on are kept for the run to deal with
+        self.unsent: list[Call] = []  # calls it never answered (it died, or did not answer a stop in time)
 
     @classmethod
     def started(cls, warm_up: Sequence[Remote] = ()) -> Recorder:
@@ -94,10 +100,16 @@ class Recorder:
         return f"{self.shared}:{self.key.hex()}"
 
     def submit(self, target: Remote, *args: Any) -> Call:
-        call = Call(self, target)
-        with _interrupts_deferred():  # a Ctrl-C mid-message would corrupt the connection
-            self.connection.send((target, args))
+        call = Call(self, target, args)
         self.pending.append(call)
+        if self.lost is None:
+            try:
+                with _interrupts_deferred():  # a Ctrl-C mid-message would corrupt the connection
+                    self.connection.send((target, args))
+            except (OSError, EOFError):  # a broken pipe: it died (killed, out of memory)
+                self.lose(f"the recorder process died ({self.exit_status()})")
+        if self.lost is not None:
+            self.lose(self.lost)
         return call
 
     def busy(self) -> bool:
@@ -107,19 +119,35 @@ class Recorder:
                 self._take_answer()
         return bool(self.pending)
 
-    def wait_for(self, call: Call | None) -> None:
-        """Take answers, in order, until `call` (None: every call) is answered."""
+    def wait_for(self, call: Call | None, timeout: float | None = None) -> None:
+        """Take answers, in order, until `call` (None: every call) is answered. Given up, its calls kept as unsent,
+        when the recorder is stopped (SIGSTOP) or gone, or after `timeout` seconds (a run being stopped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.pending and (call is None or call.value is NOT_YET and call.error is None):
-            with _interrupts_deferred():  # a Ctrl-C now arrives once this answer is read and filed
-                self._take_answer()
+            if self.connection.poll(TICK_SECONDS):
+                with _interrupts_deferred():  # a Ctrl-C now arrives once this answer is read and filed
+                    self._take_answer()
+            elif self.halted():
+                self.abandon("the recorder process was stopped")
+            elif deadline is not None and time.monotonic() >= deadline:
+                self.abandon(f"the recorder did not answer within {timeout:g} s")
+
+    def halted(self) -> bool:
+        """A started recorder that can no longer answer: stopped (SIGSTOP, a debugger) or a zombie."""
+        if self.process is None:
+            return False
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(self.process.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+        return False
 
     def _take_answer(self) -> None:
         try:
             ok, value, remote = self.connection.recv()
-        except EOFError:
-            code = self.process.wait()
-            raise RuntimeError(f"the recorder process died (exit code {code}) before answering") from None
+        except (EOFError, OSError):
+            self.lose(f"the recorder process died ({self.exit_status()})")
+            return
         done = self.pending.popleft()
+        done.args = ()  # answered: nothing to keep
         if ok:
             done.value = value
         else:
@@ -127,14 +155,43 @@ class Recorder:
             done.error.__cause__ = RemoteTraceback(remote)
             self.failed.append(done)
 
-    def wait(self, raise_errors: bool = True) -> list[BaseException]:
-        """Block until every call so far is done; raise (or return) the errors nobody has seen yet."""
-        self.wait_for(None)
+    def wait(self, raise_errors: bool = True, timeout: float | None = None) -> list[BaseException]:
+        """Block until every call so far is done (or `timeout` seconds pass without an answer); raise (or return)
+        the errors nobody has seen yet."""
+        self.wait_for(None, timeout)
         return unseen_errors(self.failed, raise_errors)
+
+    def lose(self, reason: str) -> None:
+        """It is gone: every call not answered fails (RecorderGone), once, and is kept for the run to deal with."""
+        self.lost = reason
+        gone = RecorderGone(f"{reason}: what it had not recorded is kept in the run dir's {PENDING_FILE}, which "
+                            "the run delivers when it resumes")
+        for call in self.pending:
+            call.error = gone
+            self.failed.append(call)
+            self.unsent.append(call)
+        self.pending.clear()
+
+    def abandon(self, reason: str) -> None:
+        """Stop waiting for it: a started recorder is killed (a joined one is another process's to end)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self.lose(reason)
+
+    def exit_status(self) -> str:
+        code = self.process.wait() if self.process is not None else None
+        return f"exit code {code}" if code is not None else "its connection closed"
+
+    def undelivered(self) -> list[Call]:
+        """The calls it never answered, taken: the run records what it can of them elsewhere."""
+        calls, self.unsent = self.unsent, []
+        return calls
 
     def close(self) -> None:
         """Wait for every call; then a started recorder's child exits, a joined one forgets this client."""
-        if self.process is None or self.process.poll() is None:
+        if self.lost is None and (self.process is None or self.process.poll() is None):
             try:
                 self.wait_for(None)
             finally:

@@ -28,7 +28,7 @@ class Remote(str, Enum):
     END_SWEEP = "sweeplab.tracking.sweep:end_sweep"
     LOG_SEARCH_INSIGHT = "sweeplab.tracking.study_report:log_search_insight"
     # A job's files, after its record: its result, then what keep_checkpoints discards.
-    WRITE_RESULT = "sweeplab.sweeps.results:write_result"
+    WRITE_RESULT = "sweeplab.runs.results:write_result"
     DISCARD_CHECKPOINTS = "sweeplab.sweeps.retention:discard_checkpoints"
     # The export check (onnx, onnxruntime).
     VERIFY_ONNX = "sweeplab.export.onnx_check:verify_onnx"
@@ -44,6 +44,11 @@ class Remote(str, Enum):
     def function(self) -> str:
         return self.value.partition(":")[2]
 
+
+# The calls about one run, whose first argument is its run dir: what a run keeps when the recorder is gone.
+RUN_CALLS = (Remote.START_RUN, Remote.LOG_METRICS, Remote.LOG_MISSING_EPOCHS, Remote.LOG_ARTIFACT, Remote.LOG_FIGURES,
+             Remote.LOG_INPUTS, Remote.SET_TAG, Remote.END_RUN, Remote.LOG_EXPORT, Remote.WRITE_RESULT,
+             Remote.DISCARD_CHECKPOINTS)
 
 # What the recorder prepares while it waits for its first calls, in this order: each entry's module imported,
 # and the WARM_UP_ functions called. MLflow's side of a run first, then drawing and model logging; the export check.

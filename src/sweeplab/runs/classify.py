@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import ONNX_INPUT, ONNX_OUTPUT
-from sweeplab.data.sources import folder_decoder
+from sweeplab.data.sources import eight_bit, folder_decoder
 from sweeplab.runs.classifier import rebuild_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.training.checkpoint import load_checkpoint
@@ -108,7 +108,7 @@ def read_image(path: Path, mode: str):
         with Image.open(path) as image:
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # what PIL asks for; the RGB values are the same
-            return image.convert(mode)
+            return eight_bit(image).convert(mode)
     except (OSError, Image.DecompressionBombError) as error:
         raise UserError(f"{path} is not a readable image ({error})") from None
 

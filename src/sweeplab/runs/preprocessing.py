@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError
 
 PREPROCESSING_SUFFIX = ".preprocessing.json"
@@ -79,7 +80,7 @@ class Preprocessing:
 
     def save(self, onnx_file: Path) -> Path:
         path = preprocessing_file(onnx_file)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_text_atomically(path, json.dumps(asdict(self), indent=2) + "\n")
         return path
 
 

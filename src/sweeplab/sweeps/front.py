@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sweeplab.core.pareto import pareto_set
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, FINISHED, MODEL_LATENCY_MS
-from sweeplab.sweeps.results import JobResult, write_result
+from sweeplab.runs.results import JobResult, write_result
 
 log = logging.getLogger(__name__)
 

@@ -47,14 +47,16 @@ from sweeplab.core.vocabulary import (
 )
 from sweeplab.export.verdict import verified
 from sweeplab.recorder import Call, Recorder, this_process
+from sweeplab.recorder.calls import RecorderGone
 from sweeplab.recorder.process import SHARED_ENV
 from sweeplab.recorder.remote import EXPORT_WARM_UP, Remote
+from sweeplab.runs.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.front import front, retime_front
 from sweeplab.sweeps.job_pools import JOBLIB, SUBMITIT
+from sweeplab.sweeps.kept_records import keep_undelivered
 from sweeplab.sweeps.open_sweeps import ended, started
 from sweeplab.sweeps.plan import print_plan
 from sweeplab.sweeps.preflight import check_sweep, planned_jobs, sweep_overrides
-from sweeplab.sweeps.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.retention import discard_sweep_checkpoints
 from sweeplab.sweeps.sweep_table import print_sweep_table
 from sweeplab.tracking.handle import SweepSpec
@@ -195,7 +197,13 @@ class SweepRecord(Callback):
         ended(self)
         recorder = this_process.get(False)
         for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
-            log.error(f"recording failed: {masked_text(typed_line(error))}", exc_info=error)
+            if not isinstance(error, RecorderGone):
+                log.error(f"recording failed: {masked_text(typed_line(error))}", exc_info=error)
+        if recorder.lost:
+            sweep = f"the same command with hydra.sweep.dir={Path(config.hydra.sweep.dir).resolve()}"
+            for said in keep_undelivered(recorder, lambda run: sweep):
+                print(f"warning: {said}", file=sys.stderr)
+            recorder = this_process.get(True)  # a new one, for the parent run's end
         parent_id = self.parent()
         tags = {}
         interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)  # Ctrl-C or SIGTERM

@@ -9,8 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from sweeplab.core.errors import UserError
+from sweeplab.runs.results import ENDED, identity, read_result
 from sweeplab.sweeps.preflight import planned_jobs
-from sweeplab.sweeps.results import ENDED, identity, read_result
 
 
 def print_plan(config: DictConfig) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, KEEP_BEST, KEEP_NONE, LAST_CHECKPOINT
-from sweeplab.sweeps.results import ENDED, sweep_results
+from sweeplab.runs.results import ENDED, sweep_results
 
 DISCARDED = {KEEP_BEST: (LAST_CHECKPOINT,), KEEP_NONE: (LAST_CHECKPOINT, BEST_CHECKPOINT)}
 

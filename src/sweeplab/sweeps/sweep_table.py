@@ -13,8 +13,8 @@ from sweeplab.core.aggregate import SEED, aggregate, mean_column, spread
 from sweeplab.core.overrides import overrides_dict, varying_keys
 from sweeplab.core.rows import cell, legend, short, short_names
 from sweeplab.core.vocabulary import TEST_ACC
+from sweeplab.runs.results import ENDED, JobResult, best_result
 from sweeplab.sweeps.front import front
-from sweeplab.sweeps.results import ENDED, JobResult, best_result
 
 
 def print_sweep_table(results: list[JobResult], sweep_dir: Path, stopped: str | None = None) -> None:

@@ -3,7 +3,7 @@ in a sweep keep its failure inside it (Lightning-Hydra-Template's task_wrapper, 
 
 Under torchrun rank 0 does all of this; the other ranks only train, as rank 0's reading of the run dir says.
 
-A job's run dir tells its story (sweeplab.sweeps.results): re-running a sweep with
+A job's run dir tells its story (sweeplab.runs.results): re-running a sweep with
 `hydra.sweep.dir=<that sweep>` gives every job the same dir, so finished jobs return their recorded
 value and interrupted ones resume from `checkpoints/last.pt` in the same MLflow run. The final
 result.json goes through the recorder, after the run's MLflow record: FINISHED means recorded.
@@ -37,20 +37,27 @@ from sweeplab.core.vocabulary import (
     KEEP_NONE,
     KILLED,
     NOT_STARTED,
+    PENDING_FILE,
     PRUNED,
     RUNNING,
     SWEEP_STARTED_ENV,
     selected_metric,
 )
 from sweeplab.recorder import Inline, Recorder
+from sweeplab.recorder.calls import RecorderGone
 from sweeplab.recorder.remote import Remote
 from sweeplab.runs.rank_zero_dir import follow_rank_0
+from sweeplab.runs.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
 from sweeplab.sweeps.gpu_slots import DeviceSlots
-from sweeplab.sweeps.results import ENDED, JobResult, Scores, check_same_job, read_result, write_result
+from sweeplab.sweeps.kept_records import keep_undelivered
+from sweeplab.tracking.handle import TrackedRun, run_spec
+from sweeplab.tracking.pending import read_pending
+from sweeplab.tracking.store import resolve_uri
 from sweeplab.training.distributed import join_job_tasks, read_by_main
 from sweeplab.training.run_log import log_outcome
 
 log = logging.getLogger(__name__)
+STOP_SECONDS = 8.0  # a stopped run waits at most this long for its record: a stop ends within seconds
 Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
 
 
@@ -66,6 +73,7 @@ def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | I
     if previous:
         check_same_job(previous, job.overrides, run_dir)
         if previous.status in ENDED:
+            deliver_pending(cfg, job, run_dir, recorder)
             log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")
             return previous
     if (timeout := past_timeout(cfg, job)) is not None:
@@ -76,6 +84,20 @@ def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | I
         train(cfg, job, previous is not None, Inline())
         return None
     return recorded_job(cfg, job, train, recorder, resume=previous is not None)
+
+
+def deliver_pending(cfg: DictConfig, job: HydraJob, run_dir: Path, recorder: Recorder | Inline) -> None:
+    """What an earlier attempt could not record (its recorder gone), delivered now: its MLflow run reopened (or
+    made, when the recorder died before it was) delivers the pending file first, then ends as the job ended."""
+    path = run_dir / PENDING_FILE
+    if not path.is_file() or follower() or not cfg.tracking.enabled:
+        return
+    status = read_pending(path)["status"] or FINISHED
+    run = TrackedRun(recorder, run_dir)
+    run.start(run_spec(cfg, job, resolve_uri(cfg.tracking.uri), run.run_dir, {}, resume=True))
+    run.end(status)
+    run.started.result()  # type: ignore[union-attr]
+    log.info(f"{run_dir}: the records kept in {path} are in MLflow now")
 
 
 def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline, resume: bool
@@ -164,9 +186,12 @@ def finish(recorder: Recorder | Inline, run_dir: str, result: JobResult, job: Hy
     recorder.submit(Remote.WRITE_RESULT, run_dir, result)
     if result.status in ENDED and keep != KEEP_ALL:
         recorder.submit(Remote.DISCARD_CHECKPOINTS, run_dir, keep)
-    if job.in_launching_process and result.status != KILLED:
+    if job.in_launching_process and result.status != KILLED and recorder.lost is None:
         return []
-    late = recorder.wait(raise_errors=False)
+    late = recorder.wait(raise_errors=False, timeout=STOP_SECONDS if result.status == KILLED else None)
+    if recorder.lost is not None:  # what it did not do is done here, or kept for the run's resume
+        late = [error for error in late if not isinstance(error, RecorderGone)]
+        late += keep_undelivered(recorder, lambda run: f"`{resume_command(job.overrides, Path(run))}`")
     if job.multirun or sys.exc_info()[1] is not None:  # in a sweep, or another error is on its way out
         for error in late:
             log.error(f"recording {run_dir} failed: {typed_line(error)}", exc_info=error)

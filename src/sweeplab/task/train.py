@@ -59,7 +59,7 @@ from sweeplab.models import build_model, convolutional, to_channels_last
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
-from sweeplab.sweeps.results import Scores
+from sweeplab.runs.results import Scores
 from sweeplab.tracking.handle import (
     GRID_IMAGES,
     DatasetRecord,
@@ -145,7 +145,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
         if not job.in_launching_process:
             recorder.wait()  # what the recorder could not do is this run's failure
-        if tracking:
+        if tracking and recorder.lost is None:
             print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
     several = len(objectives(cfg.optimized_metric)) > 1
     return Scores(tracker.best, test[1] if test else None, pruned_at,

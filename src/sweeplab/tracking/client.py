@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import psutil
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -88,6 +89,7 @@ def create_sqlite_store(db: Path) -> None:
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # no "Creating initial ... tables" per store
+    remove_abandoned_creations(db)
     temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
     SqlAlchemyStore(f"sqlite:///{temporary}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
     try:
@@ -99,6 +101,14 @@ def create_sqlite_store(db: Path) -> None:
             os.replace(temporary, db)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_abandoned_creations(db: Path) -> None:
+    """What a process killed while creating this store left (its half-made file, sqlite's journal of it)."""
+    for leftover in db.parent.glob(f".{db.name}.*.creating*"):
+        pid = leftover.name.removeprefix(f".{db.name}.").split(".")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:

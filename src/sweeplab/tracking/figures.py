@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from sweeplab.core.atomic import write_atomically
 from sweeplab.tracking.handle import FigureData
 
 
@@ -78,6 +79,5 @@ def sample_grid(
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
     return path

@@ -28,7 +28,7 @@ from sweeplab.core.masking import (
     masked_tag,
     masked_tags,
     masked_text,
-    masked_yaml_folder,
+    masked_yaml_documents,
 )
 from sweeplab.core.vocabulary import (
     FAILURE_TAG,
@@ -48,8 +48,10 @@ from sweeplab.tracking import figures
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
 from sweeplab.tracking.metadata import flatten, git_state
+from sweeplab.tracking.pending import keep_pending, read_pending
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.tracking.system_metrics import finished, started
+from sweeplab.tracking.upload import deliver
 
 DATASET_SOURCE_TYPE = "sweeplab"  # the source is a loader's config (dataset.source), not a file MLflow can read
 RETRY_SECONDS = 10.0  # a server that failed a probe or a delivery is left alone this long
@@ -151,16 +153,9 @@ class Session:
         self.write_pending(status, reason)
 
     def write_pending(self, status: str, reason: str | None) -> None:
-        pending = {
-            "tracking_uri": self.client.tracking_uri,
-            "run_id": self.run_id,
-            "status": status,
-            "tags": {FAILURE_TAG: reason} if reason else {},
-            "metrics": self.pending_metrics,
-            "artifacts": self.pending_artifacts,
-        }
-        path = self.run_dir / PENDING_FILE
-        write_text_atomically(path, json.dumps(pending, indent=1))  # a kill mid-write leaves no half file
+        path = keep_pending(self.run_dir, uri=self.client.tracking_uri, run_id=self.run_id, status=status,
+                            metrics=self.pending_metrics, artifacts=self.pending_artifacts,
+                            tags={FAILURE_TAG: reason} if reason else {})
         print(
             f"warning: tracking server {masked_text(self.client.tracking_uri)} went away or failed mid-run; "
             f"{len(self.pending_metrics)} metrics and {len(self.pending_artifacts)} artifacts kept in {path}: "
@@ -191,6 +186,7 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
         store.update_run(run_id, status=RUNNING)
         if FAILURE_TAG in previous.data.tags:
             store.delete_tag(run_id, FAILURE_TAG)
+        deliver_kept(store, run_id, Path(run_dir))
         session = sessions[run_dir] = Session(store, run_id, Path(run_dir), delivered=last_steps(store, previous))
         watch_system(session, spec, resumed=True)
         return run_id
@@ -199,12 +195,30 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
     params = [Param(key, value) for key, value in masked_params(flatten(spec.config)).items()]
     for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
         store.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
+    deliver_kept(store, run_id, Path(run_dir))
     session = sessions[run_dir] = Session(store, run_id, Path(run_dir))
     if (Path(run_dir) / HYDRA_DIR).is_dir():
-        configs = masked_yaml_folder(Path(run_dir) / HYDRA_DIR, Path(run_dir) / MASKED_HYDRA_DIR)
-        session.log_artifact(configs, HYDRA_DIR)
+        session.log_artifact(masked_hydra_dir(Path(run_dir)), HYDRA_DIR)
     watch_system(session, spec, resumed=False)
     return run_id
+
+
+def masked_hydra_dir(run_dir: Path) -> Path:
+    """The run's `.hydra/` to upload: itself, or a masked copy beside it where a config holds a secret."""
+    documents = masked_yaml_documents(run_dir / HYDRA_DIR)
+    if documents is None:
+        return run_dir / HYDRA_DIR
+    for name, text in documents.items():
+        write_text_atomically(run_dir / MASKED_HYDRA_DIR / name, text)
+    return run_dir / MASKED_HYDRA_DIR
+
+
+def deliver_kept(store: MlflowClient, run_id: str, run_dir: Path) -> None:
+    """A resumed run's records an earlier attempt could not deliver (sweeplab.tracking.pending), sent first."""
+    path = run_dir / PENDING_FILE
+    if path.is_file():
+        deliver(store, run_id, read_pending(path))
+        path.unlink()
 
 
 def watch_system(session: Session, spec: RunSpec, resumed: bool) -> None:

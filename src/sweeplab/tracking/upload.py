@@ -1,54 +1,55 @@
-"""`python -m sweeplab.tracking.upload RUN_DIR/mlflow_pending.json`: deliver what an outage kept back.
+"""`python -m sweeplab.tracking.upload RUN_DIR/mlflow_pending.json`: deliver what a run could not record.
 
-Replays the metrics, artifacts, tags and final status that a run could not send while its
-tracking server was away, into the same MLflow run, then removes the file.
+Replays the metrics, artifacts, tags and final status that a run could not send (its tracking server away, or
+its recorder gone: sweeplab.tracking.pending) into the same MLflow run, then removes the file. A resumed run
+delivers the file itself, first.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from sweeplab.core.errors import UserError, exit_on_user_error, first_line
-from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH
-
-PENDING_KEYS = {"tracking_uri", "run_id", "metrics", "artifacts", "tags", "status"}
+from sweeplab.core.errors import UserError, exit_on_user_error
+from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH, RUN_DIR_TAG
+from sweeplab.tracking.pending import read_pending
 
 
 def upload(path: Path) -> str:
+    """Everything the file holds, into its MLflow run (by its id, else found by its run dir), then the file goes."""
     pending = read_pending(path)
     client = MlflowClient(pending["tracking_uri"])
-    run_id = pending["run_id"]
-    metrics = [Metric(*row) for row in pending["metrics"]]
-    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
-    for local, folder in pending["artifacts"]:
-        (client.log_artifacts if Path(local).is_dir() else client.log_artifact)(run_id, local, folder)
-    for key, value in pending["tags"].items():
-        client.set_tag(run_id, key, value)
-    client.set_terminated(run_id, pending["status"])
+    run_id = pending["run_id"] or run_of(client, pending["run_dir"], pending["tracking_uri"])
+    deliver(client, run_id, pending)
+    if pending["status"]:
+        client.set_terminated(run_id, pending["status"])
     path.unlink()
     return run_id
 
 
-def read_pending(path: Path) -> dict:
-    """The file's contents, checked before anything is sent: a damaged file is kept, never half uploaded."""
-    if not path.is_file():
-        raise UserError(f"no pending-upload file at {path}: pass the mlflow_pending.json a run wrote")
-    try:
-        pending = json.loads(path.read_text())
-    except ValueError as error:  # not JSON, or not UTF-8
-        raise UserError(f"{path} is damaged ({first_line(error)}): restore it from a copy; the run's own files beside "
-                        "it are untouched") from None
-    missing = PENDING_KEYS - pending.keys() if isinstance(pending, dict) else PENDING_KEYS
-    if missing:
-        raise UserError(f"{path} is not a pending upload sweeplab wrote (no {', '.join(sorted(missing))}): pass the "
-                        "mlflow_pending.json a run wrote")
-    return pending
+def deliver(client: MlflowClient, run_id: str, pending: dict) -> None:
+    """The pending metrics, artifacts and tags into the run (the status is the caller's to set)."""
+    metrics = [Metric(*row) for row in pending["metrics"]]
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+    for local, folder in pending["artifacts"]:
+        if Path(local).exists():  # a file the run has since replaced (a resumed run's figures) is sent anew
+            (client.log_artifacts if Path(local).is_dir() else client.log_artifact)(run_id, local, folder)
+    for key, value in pending["tags"].items():
+        client.set_tag(run_id, key, value)
+
+
+def run_of(client: MlflowClient, run_dir: str, uri: str) -> str:
+    """The MLflow run a run dir started (its id was never known here: the recorder died before saying it)."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
+    if not runs:
+        raise UserError(f"no MLflow run in {uri} was started from {run_dir}: resume the run instead "
+                        f"(python train.py ... hydra.run.dir={run_dir}), which records it anew")
+    return runs[0].info.run_id
 
 
 @exit_on_user_error

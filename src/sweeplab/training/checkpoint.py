@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sweeplab.core.atomic import write_atomically
+from sweeplab.core.atomic import could_not_write, write_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR
 
@@ -23,10 +23,8 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file, then rename: a crash or a full disk never leaves a half-written checkpoint."""
     try:
         write_atomically(path, lambda temporary: torch.save(payload, temporary))
-    except (OSError, RuntimeError) as error:  # torch's writer reports a failed write as a RuntimeError
-        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written yet"
-        raise UserError(f"could not write {path} ({first_line(error)}): is the disk full? Free space under "
-                        f"{path.parent} and resume the run ({kept})") from None
+    except RuntimeError as error:  # torch's writer reports a failed write as a RuntimeError
+        raise UserError(could_not_write(path, error, then="resume the run")) from None
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:

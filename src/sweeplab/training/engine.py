@@ -203,7 +203,8 @@ class Trainer:
         """The batch's gradient as the sum of its micro-batches' (each loss weighted by its share of the batch), so
         the step is the whole batch's; DDP averages over ranks once, after the last micro-batch."""
         losses, logits = [], []
-        parts = list(zip(inputs.tensor_split(self.accumulate), labels.tensor_split(self.accumulate), strict=True))
+        count = min(self.accumulate, len(labels))  # a short last batch: fewer micro-batches, none empty
+        parts = list(zip(inputs.tensor_split(count), labels.tensor_split(count), strict=True))
         for index, (part_inputs, part_labels) in enumerate(parts):
             last = index == len(parts) - 1
             with self.model.no_sync() if self.ranks and not last else contextlib.nullcontext():

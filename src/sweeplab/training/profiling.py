@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
+from sweeplab.core.atomic import write_atomically
 from sweeplab.training.engine import Callback, Trainer
 
 
@@ -32,4 +33,4 @@ class StepProfiler(Callback):
 
     def save(self, profiler: profile) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        profiler.export_chrome_trace(str(self.folder / "trace.json"))
+        write_atomically(self.folder / "trace.json", lambda temporary: profiler.export_chrome_trace(str(temporary)))
