@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,14 +44,15 @@ from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import FINISHED, PRUNED, RUNNING, SEARCH_FILE, metric_mode, objectives
-from sweeplab.sweeps.job_pools import Pool, pool_for
-from sweeplab.sweeps.results import JobResult, read_result
+from sweeplab.runs.results import JobResult, read_result
+from sweeplab.sweeps.job_pools import Pool, pool_for, trials_in_flight
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 SPACE_ATTR = "sweeplab.search_space"  # the study's search space, as the command that created it gave it
 SECONDS_ATTR = "sweeplab.seconds"  # wall seconds the study's searches have spent: what `timeout` counts
 STOPPED_ATTR = "sweeplab.stopped"  # why the last search stopped before n_trials (a budget, failures)
+SWEEP_DIR_ATTR = "sweeplab.sweep_dir"  # where the study's trials' run dirs are: a larger n_trials continues there
 NO_PRUNING = "optuna.pruners.NopPruner"
 SQLITE_BUSY_SECONDS = 60  # parallel jobs report to one sqlite study: wait for a lock rather than fail
 
@@ -68,15 +70,11 @@ class Search:
         self.last_asked: int | None = None
 
     def run(self, arguments: list[str]) -> None:
-        if not self.options.storage:
-            raise UserError("an Optuna search needs hydra.sweeper.storage (its jobs report to the stored study, "
-                            "e.g. sqlite:///optuna.db)")
+        """The search, its options checked already (check_search, from the sweep's preflight)."""
         declared = [f"{key}={value}" for key, value in (self.options.params or {}).items()]
         space, fixed = search_space(declared + arguments)
         pool = pool_for(self.launcher, self.config)
-        if len(self.metrics) > 1:
-            check_multi_objective(self.options)
-        study = open_study(self.options, self.directions, space)
+        study = open_study(self.options, self.directions, space, self.sweep_dir)
         budget = Budget(study, self.options.get("timeout"), self.options.get("target"), self.directions[0])
         self.relaunch_cut_off_trials(study, fixed, pool, budget)
         to_go = self.trials_to_go(study)
@@ -276,35 +274,87 @@ def check_multi_objective(options: DictConfig) -> None:
                         "hydra/sweeper/sampler=tpe (Optuna's multi-objective TPE) or random")
 
 
-def open_study(options: DictConfig, directions: list[str], space: dict[str, BaseDistribution]) -> optuna.Study:
-    """The stored study (created on first use) with the configured sampler and pruner; refused when the
-    command's search space or direction is not the one the study was made with."""
+def open_study(options: DictConfig, directions: list[str], space: dict[str, BaseDistribution],
+               sweep_dir: Path) -> optuna.Study:
+    """The stored study (created on first use, in `sweep_dir`) with the configured sampler and pruner; refused when
+    the command's search space or direction is not the one the study was made with."""
     study = optuna.create_study(
         study_name=options.study_name, storage=open_storage(options.storage), directions=directions,
         sampler=trusted_instantiate(options.sampler, trusted=SEARCH_TARGETS),
         pruner=trusted_instantiate(options.pruner, trusted=SEARCH_TARGETS), load_if_exists=True,
     )
+    if not check_stored(study, options, directions, space):
+        study.set_user_attr(SPACE_ATTR, as_json(space))
+        study.set_user_attr(SWEEP_DIR_ATTR, str(sweep_dir.resolve()))
+    return study
+
+
+def check_stored(study: optuna.Study, options: DictConfig, directions: list[str],
+                 space: dict[str, BaseDistribution]) -> bool:
+    """Whether the study holds a search already, refused unless it is this command's (space and directions)."""
     wanted = as_json(space)
     trials = study.get_trials(deepcopy=False)
     stored = study.user_attrs.get(SPACE_ATTR, as_json(trials[0].distributions) if trials else None)
-    if stored is None:
-        study.set_user_attr(SPACE_ATTR, wanted)
-    elif stored != wanted or [direction.name.lower() for direction in study.directions] != directions:
+    if stored is not None and (stored != wanted or [d.name.lower() for d in study.directions] != directions):
         changed = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k)) or ["direction"]
         raise UserError(f"study {options.study_name!r} in {options.storage} was made with another search space "
                         f"({', '.join(changed)} differ): name a new study with hydra.sweeper.study_name=..., or "
                         "run the command that made it")
-    return study
+    return stored is not None
+
+
+def check_search(config: DictConfig) -> None:
+    """What a search can be refused for, found before anything starts (no sweep dir, no parent run): its trials,
+    space, objectives and launcher, and the stored study it would continue (its space, its sweep dir). A study with
+    nothing left to do says so, and the command ends there (exit 0)."""
+    options = config.hydra.sweeper
+    if options.n_trials < 1:
+        raise UserError(f"hydra.sweeper.n_trials={options.n_trials} is invalid: a search runs at least 1 trial")
+    if not options.storage:
+        raise UserError("an Optuna search needs hydra.sweeper.storage (its jobs report to the stored study, "
+                        "e.g. sqlite:///optuna.db)")
+    declared = [f"{key}={value}" for key, value in (options.params or {}).items()]
+    space, _ = search_space(declared + list(config.hydra.overrides.task))
+    metrics = objectives(config.optimized_metric)
+    if len(metrics) > 1:
+        check_multi_objective(options)
+    trials_in_flight(config.hydra.launcher._target_, config)
+    study = stored_study(options)
+    if study is not None:
+        check_continued(study, options, config, space)
+
+
+def check_continued(study: optuna.Study, options: DictConfig, config: DictConfig,
+                    space: dict[str, BaseDistribution]) -> None:
+    directions = ["maximize" if metric_mode(m) == "max" else "minimize" for m in objectives(config.optimized_metric)]
+    check_stored(study, options, directions, space)
+    made_in, sweep_dir = study.user_attrs.get(SWEEP_DIR_ATTR), str(Path(config.hydra.sweep.dir).resolve())
+    if made_in and made_in != sweep_dir:
+        raise UserError(f"study {options.study_name!r} was made in {made_in}: continue it there, with "
+                        f"hydra.sweep.dir={made_in} (its trials' run dirs and MLflow parent run are there), or name "
+                        "a new study with hydra.sweeper.study_name=...")
+    done = len(study.get_trials(deepcopy=False, states=DONE))
+    if done >= options.n_trials:
+        print(f"study {options.study_name!r} has {done} trials done, hydra.sweeper.n_trials={options.n_trials}: "
+              "nothing to run (raise n_trials to run more)")
+        sys.exit(0)
+
+
+def stored_study(options: DictConfig) -> optuna.Study | None:
+    """The study as stored, read without writing anything; None where there is none yet."""
+    path = sqlite_file(options.storage)
+    if path is not None and not path.is_file():
+        return None
+    try:
+        return optuna.load_study(study_name=options.study_name, storage=open_storage(options.storage))
+    except KeyError:
+        return None
 
 
 def stored_progress(options: DictConfig) -> list[str]:
     """The stored study's state, read without writing anything (a plan): trials by state, the best, what is left."""
-    path = sqlite_file(options.storage)
-    if path is not None and not path.is_file():
-        return [f"the study is new: {options.n_trials} trials to run"]
-    try:
-        study = optuna.load_study(study_name=options.study_name, storage=open_storage(options.storage))
-    except KeyError:
+    study = stored_study(options)
+    if study is None:
         return [f"the study is new: {options.n_trials} trials to run"]
     trials = study.get_trials(deepcopy=False)
     states = ", ".join(f"{sum(t.state == state for t in trials)} {state.name.lower()}" for state in TrialState

@@ -21,9 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config.checks import check_ranges
 from sweeplab.core.errors import UserError, config_error_line
-from sweeplab.sweeps.results import check_same_job, read_result
+from sweeplab.core.vocabulary import OPTUNA_SWEEPER
+from sweeplab.runs.results import check_same_job, read_result
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# Grids: Hydra's own, and sweeplab's (the default: hydra_plugins/sweeplab_grid_sweeper).
+GRID_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                 "hydra_plugins.sweeplab_grid_sweeper.sweeper.SweeplabGridSweeper")
 
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -32,6 +35,10 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 def check_sweep(config: DictConfig) -> None:
     check_launcher(config)
     check_resumed_jobs(config)
+    if config.hydra.sweeper._target_ == OPTUNA_SWEEPER:
+        from sweeplab.sweeps.optuna_search import check_search  # Optuna: only when a search is checked
+
+        check_search(config)
     overrides = {o.get_key_element(): o for o in sweep_overrides(config)}  # the command line wins over presets
     fixed = [o.input_line for o in overrides.values() if not o.is_sweep_override()]
     base = composed(fixed, "")
@@ -86,7 +93,7 @@ def check_resumed_jobs(config: DictConfig) -> None:
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:
     """Each job's overrides, by job number, for a grid (Hydra's basic sweeper); None for a sweeper that picks
     its jobs as it goes (an Optuna search)."""
-    if config.hydra.sweeper._target_ != BASIC_SWEEPER:
+    if config.hydra.sweeper._target_ not in GRID_SWEEPERS:
         return None
     (jobs,) = BasicSweeper.split_arguments(sweep_overrides(config), max_batch_size=None)
     return jobs

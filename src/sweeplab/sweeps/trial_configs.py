@@ -1,9 +1,10 @@
-"""A search trial's config without composing it anew: what Hydra composes, for a third of a second less a trial.
+"""A sweep job's config without composing it anew: what Hydra composes, for a third of a second less a job.
 
-Hydra composes every job's config from its defaults list (a third of a second here, more than a small trial's
-other costs). A search's trials differ from each other in values, rarely in structure: a trial takes the config
-composed for an earlier trial of the same structure (the same config groups chosen, the same keys set) and puts
-its own values in, as Hydra's last composition step would (`OmegaConf.update`, type-checked by the schema). Only
+Hydra composes every job's config from its defaults list (a third of a second here, more than a small job's
+other costs). A grid's jobs and a search's trials differ from each other in values, less often in structure: a
+job takes the config composed for an earlier job of the same structure (the same config groups chosen, the same
+keys set) and puts its own values in, as Hydra's last composition step would (`OmegaConf.update`, type-checked by
+the schema). Only
 plain values take this path: a scalar set on a key the config has (`optimizer.lr=0.01`); a group (`optimizer=sgd`)
 is part of the structure, and anything else (`+key`, `~key`, a list or dict value) is composed by Hydra.
 tests/test_search.py checks the result against Hydra's own, key for key.
