@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from PIL import Image
 
 from data_formats import write_image_folder
 from launch import QUIET, UNEXPORTED, run_train, start_train
+from mlflow_server import MlflowServer, free_port
 from sweeplab.config.checks import check_ranges
 from sweeplab.core.errors import UserError
 from sweeplab.data.sources import load_image_folder, read_rgb
@@ -156,25 +158,48 @@ def wait_for_epoch(cwd: Path, epoch: int) -> Path:
     raise AssertionError(f"epoch {epoch} never ended")
 
 
-@pytest.mark.slow
-def test_a_stop_ends_within_seconds_while_the_recorder_does_not_answer(tmp_path: Path) -> None:
-    training = start_train(*UNEXPORTED, "trainer.epochs=300", "tracking.flush_seconds=0", cwd=tmp_path,
+def stopped_within_seconds(tmp_path: Path, silence: Callable[[psutil.Process], None], *overrides: str) -> Path:
+    """A run SIGTERMed once `silence(training process)` made its record stall: it ends within 10 s. Its run dir."""
+    training = start_train(*UNEXPORTED, "trainer.epochs=300", "tracking.flush_seconds=0", *overrides, cwd=tmp_path,
                            stdout=None, stderr=open(tmp_path / "stderr.txt", "w"))
     try:
         run_dir = wait_for_epoch(tmp_path, 2)
-        recorder = recorder_of(psutil.Process(training.pid))
-        recorder.suspend()  # SIGSTOP: alive, and answering nothing
+        silence(psutil.Process(training.pid))
         stopped = time.monotonic()
         training.send_signal(signal.SIGTERM)
         assert training.wait(timeout=60) == 143
-        assert time.monotonic() - stopped < 15
+        assert time.monotonic() - stopped < 10
     finally:
         if training.poll() is None:
             training.kill()
+    return run_dir
+
+
+def assert_kept_killed(tmp_path: Path, run_dir: Path) -> None:
     said = (tmp_path / "stderr.txt").read_text()
     assert "terminated (SIGTERM): resume with `python train.py" in said and "Traceback" not in said, said[-3000:]
     assert json.loads((run_dir / "result.json").read_text())["status"] == "KILLED"
     assert json.loads((run_dir / "mlflow_pending.json").read_text())["status"] == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_stop_ends_within_seconds_while_the_recorder_is_stopped(tmp_path: Path) -> None:
+    run_dir = stopped_within_seconds(tmp_path, lambda training: recorder_of(training).suspend())  # SIGSTOP
+    assert_kept_killed(tmp_path, run_dir)
+
+
+@pytest.mark.slow
+def test_a_stop_ends_within_seconds_while_the_tracking_server_does_not_answer(tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "server", free_port())
+    server.folder.mkdir()
+    server.start()
+    try:  # the server's processes stopped (SIGSTOP): connections accepted, nothing answered
+        run_dir = stopped_within_seconds(tmp_path, lambda _: os.killpg(server.process.pid, signal.SIGSTOP),
+                                         f"tracking.uri={server.uri}", "trainer.log_every_n_steps=1")
+    finally:
+        os.killpg(server.process.pid, signal.SIGCONT)
+        server.stop()
+    assert_kept_killed(tmp_path, run_dir)
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ from sweeplab.training.distributed import join_job_tasks, read_by_main
 from sweeplab.training.run_log import log_outcome
 
 log = logging.getLogger(__name__)
-STOP_SECONDS = 8.0  # a stopped run waits at most this long for its record: a stop ends within seconds
+STOP_SECONDS = 5.0  # a stopped run waits at most this long for its record: a stop ends within seconds
 Train = Callable[[DictConfig, HydraJob, bool, "Recorder | Inline"], Scores]
 
 
