@@ -10,13 +10,16 @@ import shlex
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
+from scipy import stats
 
 from launch import QUICK
 from sweeplab.cli.main import main as sweeplab
-from sweeplab.core.aggregate import aggregate, best_config, mean_and_std, seeds_vary, spread
+from sweeplab.core.aggregate import aggregate, best_config, interval_cell, mean_and_std, p_cell, seeds_vary, spread
 from sweeplab.core.errors import UserError
+from sweeplab.core.significance import holm, mcnemar_p, paired_bootstrap, welch_p
 from sweeplab.core.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
 from sweeplab.runs.results import JobResult
 from sweeplab.runs.run_table import aggregated, find_runs
@@ -35,15 +38,58 @@ def test_each_configuration_gets_the_mean_and_sample_std_of_its_seeds() -> None:
     rows = [run("0.1", "0", 0.90, 0.80), run("0.01", "0", 0.95, 0.91), run("0.1", "1", 0.70, 0.60),
             run("0.01", "1", 0.93, 0.90), run("0.01", "2", 0.97, 0.95)]
     high, low = aggregate(rows, KEYS, ["best/val/acc", "test/acc"])
-    assert high == {"optimizer.lr": "0.01", "n": 3, "failed": 0,
-                    "best/val/acc_mean": statistics.mean([0.95, 0.93, 0.97]),
-                    "best/val/acc_std": statistics.stdev([0.95, 0.93, 0.97]),
-                    "test/acc_mean": statistics.mean([0.91, 0.90, 0.95]),
-                    "test/acc_std": statistics.stdev([0.91, 0.90, 0.95])}
+    assert {key: value for key, value in high.items() if not key.endswith(("_ci_low", "_ci_high", "_p_holm"))} == {
+        "optimizer.lr": "0.01", "n": 3, "failed": 0,
+        "best/val/acc_mean": statistics.mean([0.95, 0.93, 0.97]),
+        "best/val/acc_std": statistics.stdev([0.95, 0.93, 0.97]),
+        "test/acc_mean": statistics.mean([0.91, 0.90, 0.95]),
+        "test/acc_std": statistics.stdev([0.91, 0.90, 0.95]), "tied_with_best": None}
     assert low["optimizer.lr"] == "0.1" and low["best/val/acc_mean"] == pytest.approx(0.80)
     assert low["best/val/acc_std"] == pytest.approx(0.1414213562, rel=1e-9), "ddof=1: sqrt(0.02 / 1)"
     assert spread(high, "best/val/acc") == "0.9500 ± 0.0200"
     assert best_config([high, low], KEYS, "best/val/acc") == "optimizer.lr=0.01"
+
+
+def test_each_configuration_gets_its_interval_and_its_test_against_the_best_as_scipy_computes_them() -> None:
+    best, second, third = [0.95, 0.93, 0.97], [0.90, 0.94, 0.92], [0.60, 0.62, 0.61]
+    rows = [run(lr, str(seed), value, value - 0.01) for lr, values in (("0.01", best), ("0.1", second), ("1", third))
+            for seed, value in enumerate(values)]
+    first, middle, last = aggregate(rows, KEYS, ["best/val/acc", "test/acc"])
+    t = stats.t.ppf(0.975, 2)  # three seeds: two degrees of freedom (4.302653)
+    assert t == pytest.approx(4.302652729749464)
+    half = t * statistics.stdev(best) / 3 ** 0.5
+    assert (first["best/val/acc_ci_low"], first["best/val/acc_ci_high"]) == pytest.approx((0.95 - half, 0.95 + half))
+    raw = [stats.ttest_ind(values, best, equal_var=False).pvalue for values in (second, third)]
+    holm = sorted(raw)[0] * 2, max(sorted(raw)[0] * 2, sorted(raw)[1])  # Holm, two comparisons
+    assert (last["best/val/acc_p_holm"], middle["best/val/acc_p_holm"]) == pytest.approx(holm)
+    assert first["best/val/acc_p_holm"] is None and first["tied_with_best"] is None, "the best is not tested"
+    assert middle["tied_with_best"] is True and last["tied_with_best"] is False
+    assert middle["test/acc_p_holm"] == pytest.approx(middle["best/val/acc_p_holm"]), "the same shift"
+    assert interval_cell(first, "best/val/acc") == f"{0.95 - half:.4f}-{0.95 + half:.4f}"
+    assert p_cell(middle, "best/val/acc").endswith("=") and not p_cell(last, "best/val/acc").endswith("=")
+
+
+def test_one_seed_or_no_spread_gives_no_interval_and_no_test_not_nan() -> None:
+    rows = [run("0.01", "0", 0.9), run("0.1", "0", 0.8), run("0.1", "1", 0.8), run("1", "0", 0.7), run("1", "1", 0.6)]
+    single, flat, spread_out = aggregate(rows, KEYS, ["best/val/acc"])
+    assert single["best/val/acc_ci_low"] is None and flat["best/val/acc_ci_low"] is None, "one seed; no spread"
+    assert spread_out["best/val/acc_ci_low"] is not None
+    assert flat["best/val/acc_p_holm"] is None and flat["tied_with_best"] is None, "against one seed: no test"
+    assert interval_cell(flat, "best/val/acc") == "" and p_cell(flat, "best/val/acc") == ""
+
+
+def test_holm_mcnemar_and_the_paired_bootstrap_on_known_values() -> None:
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None]), "3x0.01, 2x0.03, max(.., 0.04)"
+    right_a = np.array([True] * 80 + [False] * 20)
+    right_b = np.array([True] * 79 + [False] + [True] * 9 + [False] * 11)  # 1 image only A right, 9 only B
+    assert mcnemar_p(right_a, right_b) == (1, 9, pytest.approx(22 / 1024)), "2 x P(X <= 1), X ~ Binomial(10, 1/2)"
+    assert mcnemar_p(right_a, right_a) == (0, 0, 1.0)
+    difference, low, high = paired_bootstrap(right_a, right_b)
+    assert difference == pytest.approx(0.08)
+    draws = np.random.default_rng(1).integers(0, 100, (4000, 100))  # resampling image by image, the slow way
+    slow = np.percentile((right_b[draws].astype(int) - right_a[draws]).mean(axis=1), [2.5, 97.5])
+    assert (low, high) == pytest.approx(tuple(slow), abs=0.01)
+    assert welch_p([0.5, 0.5], [0.7, 0.7]) is None and welch_p([0.5], [0.6, 0.7]) is None
 
 
 def test_failed_runs_are_counted_not_averaged() -> None:

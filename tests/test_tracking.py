@@ -165,7 +165,7 @@ def test_compare_fits_an_80_column_terminal(wide_experiment) -> None:
     assert result.returncode == 0, result.stderr
     assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
     assert "--wide shows every column" in " ".join(result.stdout.split()) and "best/val/acc" in result.stdout
-    first_row = next(line for line in result.stdout.splitlines() if "FINISHED" in line)
+    first_row = next(line for line in result.stdout.splitlines() if " done " in line)
     assert ids[-1][:8] in first_row, "best first"
     wide = sweeplab_cli("compare", "--uri", uri, "--experiment", "wide", "--wide")
     assert "group3.option_number_39" in wide.stdout and "not shown" not in wide.stdout

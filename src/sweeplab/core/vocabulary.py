@@ -28,6 +28,7 @@ RUN_COSTS = (MODEL_PARAMS, MODEL_LATENCY_MS)
 OPTIMIZABLE = (VAL_ACC, VAL_LOSS, TRAIN_ACC, TRAIN_LOSS)
 # What `sweeplab compare` shows unless told:
 COMPARED = (VAL_ACC, TEST_ACC, VAL_LOSS, TRAIN_LOSS, EPOCH_SECONDS)
+CURVE_TOLERANCE = 1e-4  # sweeplab diff: curves closer count as the same up to rounding (threads change last bits)
 # A run's export check (see sweeplab.export.onnx_check):
 ONNX_MAX_ABS_DIFF, ONNX_ARGMAX_AGREEMENT = "onnx/max_abs_diff", "onnx/argmax_agreement"
 ONNX_NUM_IMAGES, ONNX_RANDOM_INPUTS = "onnx/num_images", "onnx/random_inputs"
@@ -61,8 +62,12 @@ def metric_mode(metric: str) -> str:
 
 # MLflow tags: a run's identity and where it came from.
 PARENT_TAG = "mlflow.parentRunId"
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # the user's project: the checkout the run was launched from
 GIT_DIRTY_TAG = "git.dirty"
+SWEEPLAB_COMMIT_TAG = "sweeplab.git.commit"  # sweeplab's own source, when it runs from a checkout
+SWEEPLAB_DIRTY_TAG = "sweeplab.git.dirty"
+SWEEPLAB_VERSION_TAG = "sweeplab.version"
+PROJECT_DIR_TAG = "sweeplab.project_dir"  # where the run was launched: the checkout its commit is of
 FAILURE_TAG = "sweeplab.failure"
 OVERRIDES_TAG = "sweeplab.overrides"  # the job's Hydra overrides, shell-quoted: how to reproduce it
 OPTIMIZED_TAG = "sweeplab.optimized_metric"  # the metric that picks the best epoch
@@ -108,6 +113,9 @@ ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "images", "logits"  # an exported model's input and output names
 TENSORBOARD_DIR = "tensorboard"
 PROFILE_DIR = "profile"  # trainer.profile_steps' trace
+ENVIRONMENT_DIR = "environment"  # what was installed, and the project's uncommitted changes (sweeplab diff)
+PACKAGES_FILE, PROJECT_DIFF_FILE = "packages.txt", "project.diff"
+TEST_DIR = "test"  # the test split's per-image predictions and per-class accuracies (sweeplab diff)
 # ... and the artifact folders of its MLflow run (besides .hydra, checkpoints, figures, tensorboard):
 ONNX_ARTIFACTS = "onnx"
 MODEL_ARTIFACT = "model"  # the logged MLflow model

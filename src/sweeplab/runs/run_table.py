@@ -18,17 +18,20 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.core.aggregate import aggregate, mean_column, spread
+from sweeplab.core.aggregate import STATISTICS_LEGEND, aggregate, interval_cell, mean_column, p_cell, spread
 from sweeplab.core.errors import UserError
 from sweeplab.core.rows import best_first, cell, legend, short_names
 from sweeplab.core.vocabulary import (
     COMPARED,
+    FINISHED,
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
     OPTIMIZED_TAG,
     OVERRIDES_TAG,
     PARENT_TAG,
     SWEEP_DIR_TAG,
+    SWEEPLAB_COMMIT_TAG,
+    SWEEPLAB_VERSION_TAG,
     SWEPT_TAG,
     TEST_ACC,
     VAL_ACC,
@@ -144,10 +147,10 @@ def aggregated(runs: list[Run], key: str, metrics: list[str] | None) -> Aggregat
 
 
 def print_table(comparison: Comparison, uri: str, wide: bool = False) -> None:
-    """The rows, to read in the terminal: the metrics first, then the params that differ by their short names."""
+    """The rows, to read in the terminal: the params that differ by their short names, then the metrics."""
     rows = comparison.rows
     metrics = [m for m in comparison.metrics if any(row[m] is not None for row in rows)]  # none logged: no column
-    print_fitted(lambda params, names: runs_table(rows, metrics, params, names), comparison.params,
+    print_fitted(lambda params, shown, names: runs_table(rows, shown, params, names), comparison.params, metrics,
                  f"{len(rows)} runs in {uri} (best first)", wide)
     if DATA in comparison.params:
         Console().print(f"note: these runs read different data (column {DATA}: data set @ digest of its splits), so "
@@ -155,56 +158,69 @@ def print_table(comparison: Comparison, uri: str, wide: bool = False) -> None:
 
 
 def print_aggregation(aggregation: Aggregation, uri: str, wide: bool = False) -> None:
-    """The configurations, to read in the terminal: runs, failed runs, each metric's mean ± std, then the params."""
+    """The configurations, to read in the terminal: runs, failed runs, the params that tell them apart, then each
+    metric's mean ± std (the optimized one with its interval and its test against the best)."""
     rows = aggregation.rows
     metrics = [m for m in aggregation.metrics if any(row[mean_column(m)] is not None for row in rows)]
     title = f"{len(rows)} configurations in {uri}, mean ± std over {aggregation.left_out} (best first)"
-    print_fitted(lambda params, names: configurations_table(rows, metrics, params, names), aggregation.params,
-                 title, wide)
+    print_fitted(lambda params, shown, names: configurations_table(rows, shown, params, names), aggregation.params,
+                 metrics, title, wide, STATISTICS_LEGEND)
 
 
-def print_fitted(build: Callable[[list[str], dict[str, str]], Table], params: list[str], title: str,
-                 wide: bool) -> None:
-    """`build(params shown, their names)`'s table, printed so that it fits the terminal.
+def print_fitted(build: Callable[[list[str], list[str], dict[str, str]], Table], params: list[str],
+                 metrics: list[str], title: str, wide: bool, note: str | None = None) -> None:
+    """`build(params shown, metrics shown, param names)`'s table, printed so that it fits the terminal.
 
-    A terminal too narrow for every param column gets those that fit, and a line naming the rest;
-    `wide` shows every column under its full name, as wide as it takes (never a number cut in two).
+    The params that differ are what the table is for: a terminal too narrow for every column loses the
+    secondary metrics first (the optimized one stays), then params from the last, and a line names what it
+    left out. `wide` shows every column under its full name, as wide as it takes (never a word or number cut).
     """
     console = Console()
     names = {key: key for key in params} if wide else short_names(params)
     unbounded = console.options.update(max_width=100_000)
-    shown = list(params)
-    while not wide and shown and console.measure(build(shown, names), options=unbounded).maximum > console.width:
-        shown.pop()
-    table = build(shown, names)
+    shown_params, shown_metrics = list(params), list(metrics)
+
+    def too_wide() -> bool:
+        return console.measure(build(shown_params, shown_metrics, names), options=unbounded).maximum > console.width
+
+    while not wide and too_wide() and (len(shown_metrics) > 1 or shown_params):
+        (shown_metrics if len(shown_metrics) > 1 else shown_params).pop()
+    table = build(shown_params, shown_metrics, names)
     if wide:
         console.width = max(console.width, console.measure(table, options=unbounded).maximum)
     table.title = title
-    table.caption = legend({key: names[key] for key in shown})
+    table.caption = "\n".join(filter(None, [legend({key: names[key] for key in shown_params}), note]))
     console.print(table)
-    if len(shown) < len(params):
-        hidden = params[len(shown):]
-        console.print(f"{len(hidden)} params not shown, for width: {', '.join(hidden)} (--wide shows every column, "
-                      "--csv/--json every value)", markup=False)
+    hidden = [*params[len(shown_params):], *metrics[len(shown_metrics):]]
+    if hidden:
+        console.print(f"not shown, for width: {', '.join(hidden)} (--wide shows every column, --csv/--json every "
+                      "value)", markup=False)
 
 
 def runs_table(rows: list[dict[str, Any]], metrics: list[str], params: list[str], names: dict[str, str]) -> Table:
     table = Table(box=box.SIMPLE_HEAVY, pad_edge=False, collapse_padding=True)
-    for column in ("run", "status", *metrics, *(names[key] for key in params)):
+    for column in ("run", "status", *(names[key] for key in params), *metrics):
         table.add_column(column, no_wrap=True, justify="left" if column in ("run", "status") else "right")
     for row in rows:
-        table.add_row(row["run_id"][:SHORT_ID], row["status"], *(cell(row[column]) for column in (*metrics, *params)))
+        table.add_row(row["run_id"][:SHORT_ID], status_word(row["status"]),
+                      *(cell(row[column]) for column in (*params, *metrics)))
     return table
+
+
+def status_word(status: str) -> str:
+    """A run's status in a word a narrow column keeps whole: done, failed, killed, running."""
+    return "done" if status == FINISHED else status.lower()
 
 
 def configurations_table(rows: list[dict[str, Any]], metrics: list[str], params: list[str],
                          names: dict[str, str]) -> Table:
     table = Table(box=box.SIMPLE_HEAVY, pad_edge=False, collapse_padding=True)
-    for column in ("n", "failed", *metrics, *(names[key] for key in params)):
+    for column in ("n", "failed", *(names[key] for key in params), metrics[0], "CI", "p", *metrics[1:]):
         table.add_column(column, no_wrap=True, justify="right")
     for row in rows:
-        table.add_row(str(row["n"]), str(row["failed"]), *(spread(row, metric) for metric in metrics),
-                      *(cell(row[key]) for key in params))
+        table.add_row(str(row["n"]), str(row["failed"]), *(cell(row[key]) for key in params),
+                      spread(row, metrics[0]), interval_cell(row, metrics[0]), p_cell(row, metrics[0]),
+                      *(spread(row, metric) for metric in metrics[1:]))
     return table
 
 
@@ -216,9 +232,12 @@ def reproduce_command(client: MlflowClient, run_id: str) -> str:
     except MlflowException:
         raise UserError(f"no run {run_id} in {client.tracking_uri}: copy the id from `sweeplab compare`") from None
     lines = []
-    if commit := tags.get(GIT_COMMIT_TAG):
+    if commit := tags.get(GIT_COMMIT_TAG):  # the project the run was launched from
         dirty = "  # the run had uncommitted changes" if tags.get(GIT_DIRTY_TAG) == "true" else ""
         lines.append(f"git checkout {commit}{dirty}")
+    elif commit := tags.get(SWEEPLAB_COMMIT_TAG):
+        version = tags.get(SWEEPLAB_VERSION_TAG, "")
+        lines.append(f"# launched outside a git checkout; sweeplab {version} at commit {commit}")
     sweep = SWEPT_TAG in tags and PARENT_TAG not in tags
     overrides = map(shlex.quote, shlex.split(tags.get(OVERRIDES_TAG, "")))
     lines.append(" ".join(["python train.py", *(["-m"] if sweep else []), *overrides]).strip())

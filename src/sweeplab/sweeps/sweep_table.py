@@ -9,7 +9,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.core.aggregate import SEED, aggregate, mean_column, spread
+from sweeplab.core.aggregate import (
+    SEED,
+    STATISTICS_LEGEND,
+    aggregate,
+    interval_cell,
+    mean_column,
+    p_cell,
+    spread,
+)
 from sweeplab.core.overrides import overrides_dict, varying_keys
 from sweeplab.core.rows import cell, legend, short, short_names
 from sweeplab.core.vocabulary import TEST_ACC
@@ -78,7 +86,8 @@ def objectives_of(results: list[JobResult]) -> tuple[list[str], set[int]]:
 
 
 def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool) -> Table:
-    """Each configuration over its seeds: finished and failed jobs, mean ± std (the best by mean marked *).
+    """Each configuration over its seeds: finished and failed jobs, mean ± std, the interval of the mean and the test
+    against the best (the best by mean marked *).
 
     Shown when the seed varies: whether one configuration beats another by more than the seeds' spread.
     """
@@ -89,14 +98,16 @@ def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: lis
     configurations = aggregate(rows, keys, metrics)
     kept = [key for key in keys if key != SEED]
     names = short_names(kept)
+    caption = "\n".join(filter(None, [legend(names), STATISTICS_LEGEND]))
     table = Table(title=f"over seeds: mean ± std, best {metric} marked *", box=box.SIMPLE_HEAVY,
-                  caption=legend(names), pad_edge=False, collapse_padding=True)
-    for column in (*(names[key] for key in kept), "n", "failed", *metrics):
+                  caption=caption, pad_edge=False, collapse_padding=True)
+    for column in (*(names[key] for key in kept), "n", "failed", metric, "CI", "p", *metrics[1:]):
         table.add_column(column, justify="right", no_wrap=True)
     for index, row in enumerate(configurations):
         marked = "*" if index == 0 and row[mean_column(metric)] is not None else ""
         table.add_row(*(short(row[key]) for key in kept), str(row["n"]), str(row["failed"]),
-                      spread(row, metric) + marked, *(spread(row, m) for m in metrics[1:]))
+                      spread(row, metric) + marked, interval_cell(row, metric), p_cell(row, metric),
+                      *(spread(row, m) for m in metrics[1:]))
     return table
 
 
