@@ -33,6 +33,7 @@ from sweeplab.runs.results import JobResult, write_result
 from sweeplab.tracking.client import client
 from sweeplab.tracking.figures import sample_grid
 from sweeplab.tracking.pending import keep_pending
+from sweeplab.tracking.per_image import SplitPredictions, write_test_split
 
 
 def one_line(error: BaseException) -> str:
@@ -69,6 +70,11 @@ class Dense(torch.nn.Module):
         return self.net(images.float().flatten(1))
 
 
+def big_test_split(run_dir: Path) -> None:
+    labels = np.random.default_rng(0).integers(0, 10, 100_000)  # about 90 KiB compressed
+    write_test_split(str(run_dir), SplitPredictions(labels, labels[::-1].copy(), [str(c) for c in range(10)]))
+
+
 def big_onnx(run_dir: Path) -> None:
     export_classifier(Dense(), Preprocessing([1, 8, 8], "L", ["a", "b"]), torch.zeros(2, 1, 8, 8, dtype=torch.uint8),
                       run_dir / "export")
@@ -76,7 +82,8 @@ def big_onnx(run_dir: Path) -> None:
 
 WRITERS = {"result.json": (big_result, "result.json"), "preprocessing": (big_preprocessing, "model.preprocessing.json"),
            "pending records": (big_pending, "mlflow_pending.json"),
-           "figure": (big_figure, "figures/validation_samples.png"), "ONNX export": (big_onnx, "export/model.onnx")}
+           "figure": (big_figure, "figures/validation_samples.png"), "ONNX export": (big_onnx, "export/model.onnx"),
+           "test predictions": (big_test_split, "test/predictions.npz")}
 
 
 # Bytes every writer may replace (the pending-records writer adds to what a file holds: it must be one of its own).
@@ -213,6 +220,7 @@ def test_a_killed_recorder_is_survived_and_the_run_delivers_its_records_when_run
     assert said[-1].startswith("error: the recorder process died (exit code -9)") and "Traceback" not in "".join(said)
     assert f"kept in {run_dir / 'mlflow_pending.json'}; deliver them with `python train.py" in said[-1]
     assert json.loads((run_dir / "result.json").read_text())["status"] == "FINISHED", "training went on to the end"
+    assert (run_dir / "test" / "predictions.npz").is_file(), "written by the run itself"
     again = run_train(*overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert not (run_dir / "mlflow_pending.json").exists()
@@ -220,6 +228,7 @@ def test_a_killed_recorder_is_survived_and_the_run_delivers_its_records_when_run
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [1, 2, 3, 4, 5, 6]
     assert run.info.status == "FINISHED"
+    assert "test/predictions.npz" in {a.path for a in client.list_artifacts(run.info.run_id, "test")}
 
 
 def test_a_link_loop_or_a_link_out_of_a_class_folder_is_not_followed(tmp_path: Path) -> None:

@@ -60,7 +60,8 @@ def test_children_carry_params_tags_and_metrics(sweep: dict) -> None:
         assert params["model.name"] in ("mlp", "cnn") and float(params["optimizer.lr"]) in (1e-2, 1e-3)
         assert tags["torch"] and tags["torchvision"] and tags["host"] and tags["device"] == "cpu"
         assert tags["torch.threads"] == str(max(1, len(os.sched_getaffinity(0)) // 2)), "2 workers share the cores"
-        assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
+        assert len(tags["sweeplab.git.commit"]) == 40 and tags["sweeplab.git.dirty"] in ("true", "false")
+        assert "mlflow.source.git.commit" not in tags, "launched from a temporary dir: no project checkout"
         assert "optimizer.lr=" in tags["sweeplab.overrides"] and Path(tags["hydra.output_dir"]).is_dir()
         for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_seconds", "images_per_second",
                      "best/val/acc", "test/acc", "test/loss"):
@@ -175,8 +176,8 @@ def test_compare_prints_the_reproducing_command(sweep: dict) -> None:
     result = compare(sweep, "--command", child.info.run_id[:8])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == f"git checkout {child.data.tags['mlflow.source.git.commit']}" + (
-        "  # the run had uncommitted changes" if child.data.tags["git.dirty"] == "true" else "")
+    assert lines[0] == (f"# launched outside a git checkout; sweeplab {child.data.tags['sweeplab.version']} at commit "
+                        f"{child.data.tags['sweeplab.git.commit']}")
     assert lines[-1].startswith("python train.py ") and "optimizer.lr=" in lines[-1] and "model=" in lines[-1]
     bad = compare(sweep, "--filter", "nonsense here")
     assert bad.returncode == 2 and bad.stderr.startswith("error: bad --filter")

@@ -1,4 +1,4 @@
-"""`sweeplab <command>`: the tools around training runs (compare, ui, server, export, predict).
+"""`sweeplab <command>`: the tools around training runs (compare, diff, ui, server, export, predict).
 
 Each command lives in its own module exposing `add_parser(subparsers)`, which registers its
 arguments and sets `run`; modules import heavy libraries inside `run`, so `--help` is instant.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sweeplab.core.errors import exit_on_user_error
 
-COMMANDS = ("compare", "ui", "server", "export", "predict")
+COMMANDS = ("compare", "diff", "ui", "server", "export", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except BrokenPipeError:  # `sweeplab compare --json | head` read what it wanted: no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class Remote(str, Enum):
     LOG_ARTIFACT = "sweeplab.tracking.session:log_artifact"
     LOG_FIGURES = "sweeplab.tracking.session:log_figures"
     LOG_INPUTS = "sweeplab.tracking.session:log_inputs"
+    LOG_TEST_PREDICTIONS = "sweeplab.tracking.session:log_test_predictions"
     SET_TAG = "sweeplab.tracking.session:set_tag"
     END_RUN = "sweeplab.tracking.session:end_run"
     LOG_EXPORT = "sweeplab.tracking.logged_model:log_export"
@@ -47,8 +48,8 @@ class Remote(str, Enum):
 
 # The calls about one run, whose first argument is its run dir: what a run keeps when the recorder is gone.
 RUN_CALLS = (Remote.START_RUN, Remote.LOG_METRICS, Remote.LOG_MISSING_EPOCHS, Remote.LOG_ARTIFACT, Remote.LOG_FIGURES,
-             Remote.LOG_INPUTS, Remote.SET_TAG, Remote.END_RUN, Remote.LOG_EXPORT, Remote.WRITE_RESULT,
-             Remote.DISCARD_CHECKPOINTS)
+             Remote.LOG_INPUTS, Remote.LOG_TEST_PREDICTIONS, Remote.SET_TAG, Remote.END_RUN, Remote.LOG_EXPORT,
+             Remote.WRITE_RESULT, Remote.DISCARD_CHECKPOINTS)
 
 # What the recorder prepares while it waits for its first calls, in this order: each entry's module imported,
 # and the WARM_UP_ functions called. MLflow's side of a run first, then drawing and model logging; the export check.

@@ -16,8 +16,10 @@ from sweeplab.recorder.remote import RUN_CALLS, Remote
 from sweeplab.runs.results import write_result
 from sweeplab.sweeps.retention import discard_checkpoints
 from sweeplab.tracking.pending import keep_pending, undelivered_records
+from sweeplab.tracking.per_image import write_test_split
 
-DONE_HERE = {Remote.WRITE_RESULT: write_result, Remote.DISCARD_CHECKPOINTS: discard_checkpoints}
+DONE_HERE = {Remote.WRITE_RESULT: write_result, Remote.DISCARD_CHECKPOINTS: discard_checkpoints,
+             Remote.LOG_TEST_PREDICTIONS: write_test_split}
 
 
 def keep_undelivered(recorder: Recorder, how_to_deliver: Callable[[str], str]) -> list[RecorderGone]:

@@ -70,6 +70,7 @@ from sweeplab.tracking.handle import (
     tracked_run,
 )
 from sweeplab.tracking.metrics import MetricLogger
+from sweeplab.tracking.per_image import SplitPredictions
 from sweeplab.tracking.store import resolve_uri
 from sweeplab.training.best_epoch import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.training.checkpoint import load_checkpoint, load_state_file, serving_weights
@@ -141,6 +142,9 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             elif trainer.state.epoch < trainer.epochs:
                 tracking.set_tag(EARLY_STOP_TAG, f"after epoch {trainer.state.epoch} of {trainer.epochs}")
             record_results(cfg, tracking, model, data, history, tracker, run_dir, test, costs)
+            if data.test is not None:  # every test image on rank 0, in the split's order (torchrun's ranks shard it)
+                tracking.log_test_predictions(SplitPredictions(*map(np.asarray, trainer.predict(data.test, model)),
+                                                              data.classes))
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
         if not job.in_launching_process:

@@ -43,6 +43,7 @@ from sweeplab.core.vocabulary import (
     selected_metric,
 )
 from sweeplab.recorder.remote import Remote
+from sweeplab.tracking.per_image import SplitPredictions
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class RunSpec:
     resume: bool
     parent_id: str | None = None  # a sweep job's parent run, when known here
     sweep_dir: str | None = None  # ... else the recorder knows it by the sweep dir (a sequential sweep)
-    code_dir: str = str(Path(__file__).parent)  # whose git commit the run records
+    code_dir: str = str(Path(__file__).parent)  # sweeplab's source: its git commit, when a checkout
+    project_dir: str = field(default_factory=os.getcwd)  # where the run was launched: the user's project
     system_metrics: bool = False  # sample CPU, memory and the run's GPU into the run
 
 
@@ -82,6 +84,7 @@ class SweepSpec:
     sweep_dir: str  # absolute
     tags: dict[str, str]
     code_dir: str = str(Path(__file__).parent)
+    project_dir: str = field(default_factory=os.getcwd)
 
 
 @dataclass
@@ -150,6 +153,9 @@ class TrackedRun:
 
     def log_figures(self, data: FigureData) -> None:
         self._call(Remote.LOG_FIGURES, data)
+
+    def log_test_predictions(self, test: SplitPredictions) -> None:
+        self._call(Remote.LOG_TEST_PREDICTIONS, test)
 
     def log_export(self, record: ExportRecord) -> None:
         self._call(Remote.LOG_EXPORT, record)

@@ -1,13 +1,30 @@
-"""What identifies a run: its config as params, and the code that ran as tags."""
+"""What identifies a run: its config as params, the code that ran as tags, and what was installed.
+
+The code is that of two checkouts: the user's project, where the run was launched (MLflow's own source
+tags, with the uncommitted changes kept when they are small), and sweeplab's source when it runs from a
+checkout rather than an installed wheel: read at every run's start (a few milliseconds). The installed
+packages take longer to list (70 ms) and are read once per recorder process: a sweep's jobs share them.
+"""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
+from importlib.metadata import distributions, version
 from typing import Any
 
-from sweeplab.core.vocabulary import GIT_COMMIT_TAG, GIT_DIRTY_TAG, MAX_PARAM_LENGTH
+from sweeplab.core.vocabulary import (
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    MAX_PARAM_LENGTH,
+    PROJECT_DIR_TAG,
+    SWEEPLAB_COMMIT_TAG,
+    SWEEPLAB_DIRTY_TAG,
+    SWEEPLAB_VERSION_TAG,
+)
+
+MAX_DIFF_BYTES = 256 * 1024  # a larger uncommitted diff is only flagged (git.dirty), not kept
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -26,15 +43,45 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return params
 
 
-def git_state(folder: Path) -> dict[str, str]:
-    """Commit and dirty flag of the code that ran; empty outside a git checkout."""
+def code_tags(project_dir: str, code_dir: str) -> dict[str, str]:
+    """The project's commit and dirty flag (MLflow's source tags), sweeplab's own, and sweeplab's version."""
+    project, own = git_state(project_dir), git_state(code_dir)
+    tags = {SWEEPLAB_VERSION_TAG: version("sweeplab")}
+    if project:
+        tags |= {GIT_COMMIT_TAG: project[0], GIT_DIRTY_TAG: str(project[1]).lower(), PROJECT_DIR_TAG: project_dir}
+    if own:
+        tags |= {SWEEPLAB_COMMIT_TAG: own[0], SWEEPLAB_DIRTY_TAG: str(own[1]).lower()}
+    return tags
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
 
+def git_state(folder: str) -> tuple[str, bool] | None:
+    """The commit checked out in `folder` and whether tracked files differ from it; None outside a git checkout."""
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        commit = git(folder, "rev-parse", "HEAD")
+        dirty = bool(git(folder, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
-        return {}
-    return {GIT_COMMIT_TAG: commit, GIT_DIRTY_TAG: str(dirty).lower()}
+        return None
+    return commit, dirty
+
+
+def uncommitted_diff(folder: str) -> str | None:
+    """`git diff HEAD` of the project's tracked files, when it has changes and they are small enough to keep."""
+    state = git_state(folder)
+    if not state or not state[1]:
+        return None
+    try:
+        diff = git(folder, "diff", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return diff if len(diff.encode()) <= MAX_DIFF_BYTES else None
+
+
+def git(folder: str, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@functools.cache
+def installed_packages() -> str:
+    """Every installed distribution as `name==version`, one per line, sorted: what `sweeplab diff` compares."""
+    found = {(d.metadata["Name"] or "").lower(): d.version for d in distributions()}
+    return "".join(f"{name}=={found[name]}\n" for name in sorted(found) if name)

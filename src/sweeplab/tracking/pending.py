@@ -16,7 +16,7 @@ from typing import Any
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.masking import masked_tags
-from sweeplab.core.vocabulary import ONNX_ARTIFACTS, PENDING_FILE
+from sweeplab.core.vocabulary import ONNX_ARTIFACTS, PENDING_FILE, TEST_DIR
 from sweeplab.recorder.remote import Remote
 from sweeplab.tracking.handle import metric_rows
 
@@ -72,6 +72,8 @@ def undelivered_records(calls: list[tuple[Remote, tuple]]) -> dict[str, Any]:
             records["artifacts"] += [[file, ONNX_ARTIFACTS] for file in args[1].files]
         elif target == Remote.LOG_ARTIFACT:
             records["artifacts"].append([args[1], args[2]])
+        elif target == Remote.LOG_TEST_PREDICTIONS:  # written by the run itself (sweeplab.sweeps.kept_records)
+            records["artifacts"].append([str(Path(args[0]) / TEST_DIR), TEST_DIR])
         elif target == Remote.SET_TAG:
             records["tags"][args[1]] = args[2]
         elif target == Remote.END_RUN:

@@ -31,6 +31,7 @@ from sweeplab.core.masking import (
     masked_yaml_documents,
 )
 from sweeplab.core.vocabulary import (
+    ENVIRONMENT_DIR,
     FAILURE_TAG,
     FIGURES_DIR,
     HYDRA_DIR,
@@ -38,17 +39,21 @@ from sweeplab.core.vocabulary import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
     OVERRIDES_TAG,
+    PACKAGES_FILE,
     PARENT_TAG,
     PENDING_FILE,
+    PROJECT_DIFF_FILE,
     RUN_DIR_TAG,
     RUNNING,
     SWEPT_TAG,
+    TEST_DIR,
 )
 from sweeplab.tracking import figures
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSpec, metric_rows
-from sweeplab.tracking.metadata import flatten, git_state
+from sweeplab.tracking.metadata import code_tags, flatten, installed_packages, uncommitted_diff
 from sweeplab.tracking.pending import keep_pending, read_pending
+from sweeplab.tracking.per_image import SplitPredictions, write_test_split
 from sweeplab.tracking.store import is_http, server_error
 from sweeplab.tracking.system_metrics import finished, started
 from sweeplab.tracking.upload import deliver
@@ -190,7 +195,7 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
         session = sessions[run_dir] = Session(store, run_id, Path(run_dir), delivered=last_steps(store, previous))
         watch_system(session, spec, resumed=True)
         return run_id
-    tags |= {**git_state(Path(spec.code_dir)), **({PARENT_TAG: parent_id} if parent_id else {})}
+    tags |= {**code_tags(spec.project_dir, spec.code_dir), **({PARENT_TAG: parent_id} if parent_id else {})}
     run_id = store.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     params = [Param(key, value) for key, value in masked_params(flatten(spec.config)).items()]
     for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
@@ -199,8 +204,18 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
     session = sessions[run_dir] = Session(store, run_id, Path(run_dir))
     if (Path(run_dir) / HYDRA_DIR).is_dir():
         session.log_artifact(masked_hydra_dir(Path(run_dir)), HYDRA_DIR)
+    session.log_artifact(environment_record(Path(run_dir), spec.project_dir), ENVIRONMENT_DIR)
     watch_system(session, spec, resumed=False)
     return run_id
+
+
+def environment_record(run_dir: Path, project_dir: str) -> Path:
+    """The run's `environment/`: the installed packages, and the project's uncommitted changes when small."""
+    folder = run_dir / ENVIRONMENT_DIR
+    write_text_atomically(folder / PACKAGES_FILE, installed_packages())
+    if diff := uncommitted_diff(project_dir):
+        write_text_atomically(folder / PROJECT_DIFF_FILE, masked_text(diff))
+    return folder
 
 
 def masked_hydra_dir(run_dir: Path) -> Path:
@@ -279,6 +294,11 @@ def log_figures(run_dir: str, data: FigureData) -> None:
     folder = Path(run_dir) / FIGURES_DIR
     figures.draw_all(data, folder)
     sessions[run_dir].log_artifact(folder, FIGURES_DIR)
+
+
+def log_test_predictions(run_dir: str, test: SplitPredictions) -> None:
+    """The test split image by image, written into the run dir's `test/` and uploaded."""
+    sessions[run_dir].log_artifact(write_test_split(run_dir, test), TEST_DIR)
 
 
 def end_run(run_dir: str, status: str, reason: str | None) -> None:

@@ -54,7 +54,7 @@ from sweeplab.core.vocabulary import (
 from sweeplab.tracking.client import DELIVERY_ERRORS, client, ensure_experiment
 from sweeplab.tracking.handle import ExportRecord, SweepSpec
 from sweeplab.tracking.logged_model import log_export_to_run
-from sweeplab.tracking.metadata import git_state
+from sweeplab.tracking.metadata import code_tags
 from sweeplab.tracking.session import sweep_parents
 
 SUMMARY_SECONDS = 30.0  # while a sweep runs, its summary is rewritten at most this often (and at its end)
@@ -65,7 +65,7 @@ def start_sweep(spec: SweepSpec) -> str:
     """The sweep's parent run: a new one, or the one an earlier run of this sweep dir started."""
     store = client(spec.uri)
     experiment_id = ensure_experiment(store, spec.experiment)
-    tags = {**masked_tags(spec.tags), **git_state(Path(spec.code_dir))}
+    tags = {**masked_tags(spec.tags), **code_tags(spec.project_dir, spec.code_dir)}
     parent_id = resumed_parent(store, experiment_id, spec.sweep_dir) or store.create_run(
         experiment_id, run_name=f"sweep {Path(spec.sweep_dir).name}", tags=tags
     ).info.run_id

@@ -240,6 +240,19 @@ class Trainer:
             totals.add(loss, logits, labels)
         return totals.means(self.ranks)
 
+    @torch.no_grad()
+    def predict(self, batches: Iterable, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every label and predicted class of `batches`, in their order, as `evaluate` computes them (same precision),
+        read back to the host once at the end."""
+        model = model or self.plain_model
+        model.eval()
+        labels, predictions = [], []
+        for images, batch_labels in batches:
+            with autocast(self.device, self.precision):
+                predictions.append(model(self.preprocess(images, train=False)).argmax(dim=1))
+            labels.append(batch_labels)
+        return torch.cat(labels).cpu(), torch.cat(predictions).cpu()
+
     @property
     def plain_model(self) -> nn.Module:
         """The model without torch.compile's or DDP's wrapper: what is evaluated, saved and averaged."""
