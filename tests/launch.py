@@ -27,10 +27,14 @@ OFFLINE = {key: "http://127.0.0.1:9" for key in ("http_proxy", "https_proxy", "H
 
 
 def user_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A user's environment: none of the test run's tracking URI or Hydra switches, plus `extra`."""
+    """A user's environment: none of the test run's tracking URI or Hydra switches, plus `extra`.
+
+    A process that dies of a signal (a torchrun rank once aborted in C++ under a loaded machine, printing only
+    "terminate called without an active exception") prints every thread's Python stack: PYTHONFAULTHANDLER.
+    """
     inherited = {key: value for key, value in os.environ.items()
                  if key not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
-    return {**inherited, **(extra or {})}
+    return {**inherited, "PYTHONFAULTHANDLER": "1", **(extra or {})}
 
 
 def train_command(*arguments: str, command: list[str] | None = None) -> list[str]:
