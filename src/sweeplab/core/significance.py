@@ -4,7 +4,9 @@ Two kinds of noise are answered here. Over seeds (a configuration's runs): the S
 the mean, and Welch's t-test of a configuration against the best, Holm-corrected over the comparisons.
 Over test images (two runs on the same test split): a paired bootstrap interval of the accuracy
 difference, and the exact McNemar test on the images one run got right and the other wrong.
-Imported only where statistics are computed: scipy takes a moment to import.
+Imported only where statistics are computed. The distributions come from scipy.special (0.17 s to import)
+rather than scipy.stats (0.5 s): a seed sweep's launching process and its recorder both aggregate, and the
+tests check every number here against scipy.stats.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # below it, a difference is called distinguishable from chance
@@ -23,8 +25,8 @@ def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[
     """The Student's t interval of the mean; None where it says nothing (one value, or no spread at all)."""
     if len(values) < 2 or np.std(values) == 0:
         return None
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
-    return float(low), float(high)
+    half = special.stdtrit(len(values) - 1, (1 + confidence) / 2) * np.std(values, ddof=1) / math.sqrt(len(values))
+    return float(np.mean(values) - half), float(np.mean(values) + half)
 
 
 def welch_p(values: list[float], best: list[float]) -> float | None:
@@ -32,8 +34,11 @@ def welch_p(values: list[float], best: list[float]) -> float | None:
     values on a side, or neither side with any spread)."""
     if len(values) < 2 or len(best) < 2 or (np.std(values) == 0 and np.std(best) == 0):
         return None
-    p = stats.ttest_ind(values, best, equal_var=False).pvalue
-    return None if math.isnan(p) else float(p)
+    shares = [np.var(side, ddof=1) / len(side) for side in (values, best)]  # each mean's squared standard error
+    t = (np.mean(values) - np.mean(best)) / math.sqrt(sum(shares))
+    sides = zip(shares, (values, best), strict=True)
+    freedom = sum(shares) ** 2 / sum(share**2 / (len(side) - 1) for share, side in sides)  # Welch-Satterthwaite
+    return float(2 * special.stdtr(freedom, -abs(t)))
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:
@@ -71,4 +76,5 @@ def mcnemar_p(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float
     only_b = int(np.sum(right_b & ~right_a))
     if only_a + only_b == 0:
         return 0, 0, 1.0
-    return only_a, only_b, float(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
+    tail = special.bdtr(min(only_a, only_b), only_a + only_b, 0.5)  # the smaller count or fewer, of a fair coin
+    return only_a, only_b, float(min(1.0, 2 * tail))  # two-sided: the distribution is symmetric
