@@ -102,3 +102,6 @@ def test_compare_shows_the_swept_param_before_any_secondary_metric_in_80_columns
     assert "lr" in header and "best/val/acc" in header and "done" in out and "…" not in out
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "not shown, for width:" in out and "optimizer.lr" not in out.split("not shown, for width:")[1]
+    client.create_run(experiment, tags={SWEPT_TAG: "optimizer.lr"})  # a newer sweep, refused before any job ran
+    assert sweeplab(["compare", "--uri", uri, "--sweep", "latest", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2, "latest: the newest sweep with runs"

@@ -24,7 +24,7 @@ from sweeplab.data.batches import TensorBatches
 from sweeplab.models import build_model
 from sweeplab.training.best_epoch import BestTracker, Checkpointer, EarlyStopping
 from sweeplab.training.checkpoint import load_checkpoint, load_state_file, save_checkpoint
-from sweeplab.training.console import ProgressBar, print_summary
+from sweeplab.training.console import ProgressBar, print_summary, print_tracking_location, shown_epochs
 from sweeplab.training.device import autocast, grad_scaler, resolve_device
 from sweeplab.training.engine import Callback, DivergedError, EpochMetrics, Trainer
 from sweeplab.training.optim import build_optimizer, build_scheduler
@@ -468,3 +468,22 @@ def test_summary_and_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "2*" in out.out and str(tmp_path) in out.out.replace("\n", "")
     assert "1.00e-02" in out.out, "the lr column must not be cut short (80 columns when not a terminal)"
     assert "epoch" in out.err and "16/16" in out.err
+
+
+def test_a_long_run_summary_shows_twenty_epochs_first_best_and_last_among_them(tmp_path: Path, capsys) -> None:
+    history = [EpochMetrics(epoch, 0.5, 0.9, 0.4, 0.9 + epoch / 1e4, 1e-3, 0.1, 100.0) for epoch in range(1, 401)]
+    assert [m.epoch for m in shown_epochs(history, 137)][:3] == [1, 22, 43] and len(shown_epochs(history, 137)) == 20
+    assert {1, 137, 400} <= {m.epoch for m in shown_epochs(history, 137)} and shown_epochs(history[:20], 5) == \
+        history[:20]
+    print_summary(history, 400, "val/acc", tmp_path, {"train": 8, "val": 4, "test": 0}, None, "train")
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"380 of 400 epochs not shown (first, best, last and evenly spaced ones are): every epoch is in " \
+           f"{tmp_path / 'train.log'}" in out.replace(f"{tmp_path} /", f"{tmp_path}/")
+
+
+@pytest.mark.parametrize("uri, says", [("sqlite:///x/mlflow.db", "browse it with `sweeplab ui`"),
+                                       ("http://127.0.0.1:5000", "open http://127.0.0.1:5000 in a browser")])
+def test_the_closing_hint_fits_the_store(uri: str, says: str, capsys) -> None:
+    print_tracking_location("0123abcd", uri)
+    out = " ".join(capsys.readouterr().out.split())
+    assert says in out and "--backend-store-uri" not in out

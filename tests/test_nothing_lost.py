@@ -114,7 +114,7 @@ def test_a_refused_command_changes_nothing_on_disk(train_here, tmp_path: Path) -
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     refusals = {
         "another job in a run dir": ([*QUIET, "trainer.epochs=2", f"hydra.run.dir={run_dir}"],
-                                     f"{run_dir} already holds a different job"),
+                                     f"{run_dir} already holds a different run"),
         "a sweep dir as a run dir": ([*QUIET, f"hydra.run.dir={sweep_dir}"], "is a sweep's dir"),
         "a run dir as a sweep dir": (["-m", *QUIET, "seed=0,1", f"hydra.sweep.dir={run_dir}"],
                                      "is a single run's dir, not a sweep's"),

@@ -145,7 +145,9 @@ def train(train_here):
 
 @pytest.mark.slow
 def test_debug_fast_trains_one_batch_and_records_nothing(train, tmp_path: Path) -> None:
-    train(tmp_path, "debug=fast")
+    result = train(tmp_path, "debug=fast")
+    assert "debugging limits: the scores cover 1 of 17 train batches, 1 of 5 val batches, 1 of 6 test batches" in \
+        " ".join(result.stdout.split()), "the summary says its test score is on one batch, not 359 images"
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["step"] == 1 and last["epoch"] == 1
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "export").exists()

@@ -50,9 +50,13 @@ def test_a_result_file_round_trips_and_guards_its_dir(tmp_path: Path) -> None:
     write_result(tmp_path, JobResult(FINISHED, ["optimizer.lr=0.1", "model=cnn"], "val/acc", value=0.9, job=3))
     result = read_result(tmp_path)
     assert result.objective == 0.9 and result.job == 3
-    check_same_job(result, ["model=cnn", "optimizer.lr=0.1"], tmp_path)  # order does not matter
+    check_same_job(result, ["model=cnn", "optimizer.lr=0.1"], tmp_path, multirun=True)  # order does not matter
+    check_same_job(result, ["model=cnn", "optimizer.lr=0.1", "trainer.progress=false", "export.onnx=false"], tmp_path,
+                   multirun=False)  # what a resume may change
     with pytest.raises(UserError, match=r"already holds a different job \(model, seed differ; it ran "):
-        check_same_job(result, ["model=mlp", "optimizer.lr=0.1", "seed=1"], tmp_path)
+        check_same_job(result, ["model=mlp", "optimizer.lr=0.1", "seed=1"], tmp_path, multirun=True)
+    with pytest.raises(UserError, match=r"already holds a different run \(model differ.*resume it with the overrides"):
+        check_same_job(result, ["model=mlp", "optimizer.lr=0.1"], tmp_path, multirun=False)
     assert math.isnan(JobResult(FAILED, [], "val/acc", value=0.5).objective), "a failed trial is NaN to Optuna"
 
 

@@ -28,6 +28,7 @@ class Data:
     image_shape: tuple[int, int, int]
     splits: Splits  # the data sets behind the batches (their digests, for the run's record)
     mix: Callable | None = None  # MixUp/CutMix of training batches, if asked for (sweeplab.data.policies)
+    limits: str | None = None  # under a debugging limit (trainer.limit_*, overfit_batches): what the scores cover
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -85,9 +86,26 @@ def limited(data: Data, trainer: TrainerConfig) -> Data:
     test = FirstBatches.of(data.test, trainer.limit_val_batches)  # scored as validation is, never overfit on
     if trainer.overfit_batches:
         same = SameBatches(data.train, trainer.overfit_batches)
-        return replace(data, train=same, val=same, test=test)
-    return replace(data, train=FirstBatches.of(data.train, trainer.limit_train_batches),
-                   val=FirstBatches.of(data.val, trainer.limit_val_batches), test=test)
+        limited_data = replace(data, train=same, val=same, test=test)
+    else:
+        limited_data = replace(data, train=FirstBatches.of(data.train, trainer.limit_train_batches),
+                               val=FirstBatches.of(data.val, trainer.limit_val_batches), test=test)
+    return replace(limited_data, limits=limits_said(data, limited_data))
+
+
+def limited_batches(full: object, used: object, split: str) -> str | None:
+    if used is None or used is full:
+        return None
+    return f"{len(used)} of {len(full)} {split} batches"  # type: ignore[arg-type]
+
+
+def limits_said(full: Data, used: Data) -> str | None:
+    """`1 of 36 train batches, 1 of 9 val batches, 1 of 12 test batches`: what a limited run's scores cover."""
+    parts = [limited_batches(getattr(full, split), getattr(used, split), split) for split in ("train", "val", "test")]
+    if isinstance(used.train, SameBatches):
+        parts[:2] = [f"the same {len(used.train)} batches for train and val, every epoch"]
+    said = [part for part in parts if part]
+    return ", ".join(said) if said else None
 
 
 def sharded(data: Data, ranks: Ranks) -> Data:

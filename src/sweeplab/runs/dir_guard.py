@@ -43,7 +43,7 @@ def check_run_dir(run_dir: Path, overrides: list[str]) -> None:
                         "job's run dir to resume it, or another hydra.run.dir")
     previous = read_result(run_dir)
     if previous is not None:
-        check_same_job(previous, overrides, run_dir)
+        check_same_job(previous, overrides, run_dir, multirun=False)
 
 
 def check_sweep_dir(sweep_dir: Path) -> None:

@@ -69,15 +69,17 @@ def read_result(run_dir: Path) -> JobResult | None:
                         "from the start (which overwrites its checkpoints)") from None
 
 
-def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path) -> None:
+def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path, multirun: bool) -> None:
     """A run dir is resumed only by the job that started it (what the sweep may spend is not the job's)."""
     if identity(previous.overrides) != identity(overrides):
         differ = varying_keys([overrides_dict(previous.overrides), overrides_dict(overrides)])
-        raise UserError(
-            f"{run_dir} already holds a different job ({', '.join(differ) or 'the overrides'} differ; it ran "
-            f"{' '.join(previous.overrides) or 'no overrides'}): to resume a sweep re-run its exact command; "
-            "otherwise leave hydra.sweep.dir/hydra.run.dir at default"
-        )
+        said = f"{', '.join(differ) or 'the overrides'} differ; it ran {' '.join(previous.overrides) or 'no overrides'}"
+        if multirun:
+            raise UserError(f"{run_dir} already holds a different job ({said}): to resume a sweep re-run its exact "
+                            "command; otherwise leave hydra.sweep.dir at default")
+        raise UserError(f"{run_dir} already holds a different run ({said}): resume it with the overrides it started "
+                        "with (tracking, export and the progress bar may change), or leave hydra.run.dir at default "
+                        "to start a new run")
 
 
 def identity(overrides: list[str]) -> list[str]:

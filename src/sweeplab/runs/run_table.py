@@ -42,6 +42,7 @@ from sweeplab.runs.resolve import run_id_of
 DATA = "data"  # a column: which data (set and splits) a run trained, validated and tested on
 IGNORED_PARAMS = {"paths.output_dir"}  # differs between every two runs, says nothing about them
 SHORT_ID = 8  # run id characters shown in the table; --command takes such a prefix
+LATEST_SWEEPS = 20  # --sweep latest: the newest of the last this many sweeps that has runs
 
 
 def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, filter_: str, limit: int) -> list[Run]:
@@ -66,8 +67,9 @@ def sweep_parent(client: MlflowClient, experiment_ids: list[str], sweep: str) ->
     """The parent run a user means by --sweep: `latest`, a sweep dir, or a parent run's id or prefix."""
     if sweep == "latest" or Path(sweep).is_dir():
         in_dir = "" if sweep == "latest" else f" and tags.`{SWEEP_DIR_TAG}` = '{Path(sweep).resolve()}'"
-        parents = client.search_runs(experiment_ids, f"tags.`{SWEPT_TAG}` != ''{in_dir}", max_results=1,
-                                     order_by=["start_time DESC"])
+        parents = [parent for parent in client.search_runs(experiment_ids, f"tags.`{SWEPT_TAG}` != ''{in_dir}",
+                                                           max_results=LATEST_SWEEPS, order_by=["start_time DESC"])
+                   if has_runs(client, experiment_ids, parent.info.run_id)][:1]  # a sweep refused at once ran none
         if not parents:
             where = "yet" if sweep == "latest" else f"from {Path(sweep).resolve()} in {client.tracking_uri}"
             raise UserError(f"no sweep recorded {where}: run one with `python train.py -m ...` (tracked), or check "
@@ -83,6 +85,10 @@ def sweep_parent(client: MlflowClient, experiment_ids: list[str], sweep: str) ->
         raise UserError(f"run {run_id} is not a sweep's parent run{job_of}: --sweep takes a sweep's parent run id, its "
                         "sweep dir, or latest")
     return run_id
+
+
+def has_runs(client: MlflowClient, experiment_ids: list[str], parent_id: str) -> bool:
+    return bool(client.search_runs(experiment_ids, f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=1))
 
 
 @dataclass

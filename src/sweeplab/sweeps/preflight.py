@@ -87,7 +87,7 @@ def check_resumed_jobs(config: DictConfig) -> None:
     for number, overrides in enumerate(jobs):
         previous = read_result(sweep_dir / str(number))
         if previous:
-            check_same_job(previous, overrides, sweep_dir / str(number))
+            check_same_job(previous, overrides, sweep_dir / str(number), multirun=True)
 
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:

@@ -71,7 +71,7 @@ def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | I
     run_dir = Path(cfg.paths.output_dir)
     previous = read_by_main(read_result, run_dir)
     if previous:
-        check_same_job(previous, job.overrides, run_dir)
+        check_same_job(previous, job.overrides, run_dir, multirun=job.multirun)
         if previous.status in ENDED:
             deliver_pending(cfg, job, run_dir, recorder)
             log.info(f"{run_dir} finished before ({previous.metric} {previous.value:.4g}): skipped")

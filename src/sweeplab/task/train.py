@@ -135,7 +135,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         costs = run_costs(cfg, model, data)
         if not ranks or ranks.main:
             print_summary(history, tracker.best_epoch, tracker.metric, run_dir, data.sizes, test,
-                          cfg.dataset.val_split)
+                          cfg.dataset.val_split, data.limits)
         if tracking:
             if pruned_at:
                 tracking.set_tag(PRUNED_TAG, str(pruned_at))

@@ -14,6 +14,8 @@ from sweeplab.training.engine import Callback, EpochMetrics, Trainer
 
 progress_console = Console(stderr=True)  # live bars on stderr
 results_console = Console()  # results on stdout
+SUMMARY_ROWS = 20  # epochs the run's table shows at most; train.log has every one
+RUN_LOG = "train.log"  # Hydra's job log in the run dir, named after train.py
 
 
 class ProgressBar(Callback):
@@ -56,7 +58,8 @@ class ProgressBar(Callback):
 
 
 def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run_dir: Path,
-                  sizes: dict[str, int], test: tuple[float, float] | None, val_split: str) -> None:
+                  sizes: dict[str, int], test: tuple[float, float] | None, val_split: str,
+                  limits: str | None = None) -> None:
     # A light box and a floor under the lr column: in an 80-column terminal rich otherwise cut 1.00e-03 to 1.00e-…
     table = Table(title=f"sweeplab run (best epoch by {metric} marked *)", box=box.SIMPLE_HEAVY, pad_edge=False,
                   collapse_padding=True)
@@ -65,7 +68,8 @@ def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run
                "seconds", "img/s")
     for column in columns:
         table.add_column(column, justify="right", min_width=len("1.00e-03") if column == "lr" else None)
-    for m in history:
+    shown = shown_epochs(history, best_epoch)
+    for m in shown:
         mark = "*" if m.epoch == best_epoch else ""
         table.add_row(
             f"{m.epoch}{mark}", f"{m.train_loss:.4f}", f"{m.train_acc:.2%}", f"{m.val_loss:.4f}", f"{m.val_acc:.2%}",
@@ -73,9 +77,28 @@ def print_summary(history: list[EpochMetrics], best_epoch: int, metric: str, run
             f"{m.images_per_second:,.0f}",
         )
     results_console.print(table)
+    if len(shown) < len(history):
+        results_console.print(f"{len(history) - len(shown)} of {len(history)} epochs not shown (first, best, last and "
+                              f"evenly spaced ones are): every epoch is in {run_dir / RUN_LOG}", markup=False)
     results_console.print(f"images: {' / '.join(f'{count} {split}' for split, count in sizes.items())}")
+    if limits:
+        results_console.print(f"debugging limits: the scores cover {limits} (trainer.limit_*_batches, "
+                              "trainer.overfit_batches)", markup=False)
     results_console.print(test_line(test, best_epoch, val_split), markup=False)
     results_console.print(f"Run written to [bold]{run_dir}[/bold] (checkpoints in {run_dir / 'checkpoints'})")
+
+
+def shown_epochs(history: list[EpochMetrics], best_epoch: int, rows: int = SUMMARY_ROWS) -> list[EpochMetrics]:
+    """At most `rows` epochs, in order: the first, the best, the last, and evenly spaced ones between."""
+    if len(history) <= rows:
+        return history
+    kept = {0, len(history) - 1, *(i for i, m in enumerate(history) if m.epoch == best_epoch)}
+    spacing = (len(history) - 1) / (rows - 1)
+    for step in range(rows):
+        if len(kept) >= rows:
+            break
+        kept.add(round(step * spacing))
+    return [history[i] for i in sorted(kept)]
 
 
 def test_line(test: tuple[float, float] | None, best_epoch: int, val_split: str) -> str:
@@ -88,7 +111,9 @@ def test_line(test: tuple[float, float] | None, best_epoch: int, val_split: str)
 
 
 def print_tracking_location(run_id: str, uri: str) -> None:
-    uri = masked_text(uri)
-    results_console.print(f"MLflow run [bold]{run_id}[/bold] in {uri}: browse it with `sweeplab ui`, "
-                          f"or `mlflow ui --backend-store-uri {uri}`")
+    """Where the run's record is, and how to browse it: a tracking server serves its own UI at its URL; a local
+    store is browsed with `sweeplab ui` (`mlflow ui --backend-store-uri <a server's URL>` would fail)."""
+    shown = masked_text(uri)
+    browse = f"open {shown} in a browser" if uri.startswith(("http://", "https://")) else "browse it with `sweeplab ui`"
+    results_console.print(f"MLflow run [bold]{run_id}[/bold] in {shown}: {browse}")
 
