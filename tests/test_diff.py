@@ -37,6 +37,7 @@ def test_diff_names_what_differs_and_whether_the_test_difference_is_chance(train
         run = train_here("trainer.epochs=1", f"optimizer.lr={lr}", f"hydra.run.dir=run_{note}", *QUICK, cwd=tmp_path)
         assert run.returncode == 0, run.stderr[-2000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert not (tmp_path / "run_first" / ".hydra_masked").exists(), "nothing to mask: no masked copy"
 
     assert sweeplab(["diff", "--uri", uri, "run_first", "run_second", "--json"]) == 0
     diff = json.loads(capsys.readouterr().out)

@@ -136,8 +136,8 @@ def test_log_lines_go_out_masked_through_the_handlers_train_yaml_configures(tmp_
     """Hydra's launcher logs each job's overrides; train.log and the terminal get them masked."""
     hydra = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "train.yaml").read_text())["hydra"]
     for config, handlers in ((hydra["hydra_logging"], ["console"]), (hydra["job_logging"], ["console", "file"])):
-        assert config["filters"]["secrets"]["()"] == "sweeplab.core.masking.MaskingFilter"
-        assert all(config["handlers"][name]["filters"] == ["secrets"] for name in handlers)
+        assert config["filters"]["masking"]["()"] == "sweeplab.core.masking.MaskingFilter"
+        assert all(config["handlers"][name]["filters"] == ["masking"] for name in handlers)
     handler = logging.FileHandler(tmp_path / "train.log")
     handler.addFilter(MaskingFilter())
     logger = logging.getLogger("test_secrets.launcher")
