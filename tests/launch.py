@@ -8,6 +8,7 @@ process, servers, import times, fault injection.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,11 @@ def start_train(*arguments: str, cwd: Path, env: dict[str, str] | None = None, c
     """Start train.py in the background (to stop, kill or watch it); `options` go to Popen."""
     options.setdefault("text", True)
     return subprocess.Popen(train_command(*arguments, command=command), cwd=cwd, env=user_env(env), **options)
+
+
+def rerun_printed(command: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The train.py line `sweeplab compare --command` printed, run here with `extra` (`sweep.plan=true`, `--cfg job`)
+    and through this Python: torchrun's arguments are checked by the caller, the config is composed without it."""
+    words = shlex.split(command)
+    return subprocess.run([sys.executable, str(TRAIN), *words[words.index("train.py") + 1:], *extra], cwd=cwd,
+                          env=user_env(), capture_output=True, text=True, timeout=120)

@@ -155,3 +155,10 @@ def test_a_key_the_model_does_not_have_is_refused(overrides: list[str], compose_
 @pytest.mark.parametrize("preset", sorted(path.stem for path in (Path(config_dir()) / "experiment").glob("*.yaml")))
 def test_every_experiment_preset_composes_and_passes_the_range_checks(preset: str, compose_train) -> None:
     check_ranges(compose_train([f"experiment={preset}"]))
+
+
+def test_a_sweep_asked_for_its_config_is_one_line(train_here, tmp_path: Path) -> None:
+    """Hydra's own flag check (-m with --cfg) raises a bare ValueError: one line, not its traceback."""
+    result = train_here("-m", "seed=0,1", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: Only one of --run, --multirun, --cfg") and "drop -m" in result.stderr

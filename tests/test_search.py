@@ -7,15 +7,18 @@ the jobs' result.json; epochs are counted, never timed.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from launch import run_train
+from launch import rerun_printed, run_train
+from sweeplab.runs.run_table import reproduce_command
 from sweeplab.sweeps.optuna_search import search_space
 from test_sweeps import QUICK, study, sweep_runs
 
@@ -57,6 +60,15 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
     assert again.returncode == 0, again.stderr[-3000:]
     assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
     assert sum(epochs.values()) < 12 * 3, "fewer epochs than the unpruned search trains (every trial all 3)"
+
+    parent, _, _ = sweep_runs(tmp_path)
+    command = reproduce_command(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), parent.info.run_id)
+    typed = command.splitlines()[-1]
+    assert typed.startswith("python train.py -m ") and all(o in shlex.split(typed) for o in [*SEARCH, *MEDIAN]), typed
+    plans = [[line for line in rerun_printed(line, "sweep.plan=true", f"hydra.sweep.dir={pruned_dir}",
+                                             cwd=tmp_path).stdout.splitlines() if not line.startswith("  every trial")]
+             for line in (typed, shlex.join(["python", "train.py", "-m", *SEARCH, *MEDIAN, *QUICK]))]
+    assert plans[0] == plans[1] and "n_trials=12" in plans[0][0], "the printed command plans the search that ran"
 
 
 def test_a_parallel_search_prunes_through_one_sqlite_study(tmp_path: Path) -> None:

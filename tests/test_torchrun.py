@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
-from launch import REPO, TORCHRUN, UNEXPORTED, run_train, start_train
+from launch import REPO, TORCHRUN, UNEXPORTED, rerun_printed, run_train, start_train
+from sweeplab.runs.run_table import reproduce_command
 from sweeplab.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -61,6 +63,17 @@ def reference(tmp_path_factory) -> dict[str, Path]:
         assert result.returncode == 0, result.stderr[-3000:]
         (folder / "stdout.txt").write_text(result.stdout)
     return folders
+
+
+def test_compare_prints_the_torchrun_command_that_composes_the_same_config(reference: dict[str, Path]) -> None:
+    folder = reference["torchrun"]
+    client, run_id = only_run(folder)
+    command = reproduce_command(client, run_id).splitlines()[-1]
+    assert command.startswith("torchrun --nproc_per_node=2 train.py "), command
+    composed = rerun_printed(command, "--cfg", "job", cwd=folder)
+    (run_dir,) = [path.parent for path in folder.glob("outputs/*/*/.hydra")]
+    ran = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert {**yaml.safe_load(composed.stdout), "paths": None} == {**ran, "paths": None}, "paths hold the run's dir"
 
 
 def test_two_processes_train_one_run_as_one_process_does(reference: dict[str, Path]) -> None:
@@ -113,7 +126,10 @@ def test_a_sigterm_to_torchrun_ends_its_run_killed_as_rank_0_says(tmp_path: Path
     says how to resume, once."""
     training = start_train("trainer.epochs=200", *UNEXPORTED, cwd=tmp_path, command=TORCHRUN,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and training.poll() is None:
+    # An epoch done, and the MLflow run created (its environment/ is written right after): on 2 loaded cores the
+    # recorder can take longer to create a fresh store than the first epoch takes, and the run would only be pending.
+    while not (list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and
+               list(tmp_path.glob("outputs/*/*/environment"))) and training.poll() is None:
         time.sleep(0.2)
     training.send_signal(signal.SIGTERM)
     _, stderr = training.communicate(timeout=120)

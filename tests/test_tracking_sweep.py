@@ -6,13 +6,14 @@ import csv
 import io
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from launch import run_train
+from launch import rerun_printed, run_train
 from mlflow_server import SWEEPLAB, MlflowServer, mlflow_server  # noqa: F401 - mlflow_server is a fixture
 
 pytestmark = pytest.mark.slow
@@ -179,5 +180,14 @@ def test_compare_prints_the_reproducing_command(sweep: dict) -> None:
     assert lines[0] == (f"# launched outside a git checkout; sweeplab {child.data.tags['sweeplab.version']} at commit "
                         f"{child.data.tags['sweeplab.git.commit']}")
     assert lines[-1].startswith("python train.py ") and "optimizer.lr=" in lines[-1] and "model=" in lines[-1]
+    sweep_command = compare(sweep, "--command", sweep["parent"].info.run_id[:8]).stdout.strip().splitlines()[-1]
+    assert sweep_command.startswith("python train.py -m ") and "hydra/launcher=joblib" in sweep_command
+    assert "hydra.launcher.n_jobs=2" in sweep_command and "hydra.sweep.dir" not in sweep_command
+    plan = rerun_printed(sweep_command, "sweep.plan=true", cwd=sweep["cwd"])  # the same jobs, as the sweep ran them
+    planned = [dict(o.split("=", 1) for o in shlex.split(line.split(": ", 1)[1].split(" -> ")[0]))
+               for line in plan.stdout.splitlines() if line.startswith("  job ")]
+    assert sorted((float(job["optimizer.lr"]), job["model"]) for job in planned) == sorted(
+        (float(c.data.params["optimizer.lr"]), c.data.params["model.name"]) for c in sweep["children"]), plan.stdout
+    assert all(job["tracking.uri"] == sweep["uri"] and job["trainer.epochs"] == "1" for job in planned)
     bad = compare(sweep, "--filter", "nonsense here")
     assert bad.returncode == 2 and bad.stderr.startswith("error: bad --filter")

@@ -61,6 +61,13 @@ def main() -> None:
         if asked_for_traceback:
             raise
         raise UserError(config_error_line(error)) from None
+    except ValueError as error:  # Hydra's own check of its flags (`-m` with `--cfg`) raises a bare ValueError
+        if not str(error).startswith(FLAGS_ERROR):
+            raise
+        raise UserError(f"{error}: --cfg shows one run's config: drop -m and give each swept key one value") from None
+
+
+FLAGS_ERROR = "Only one of --run, --multirun, --cfg"
 
 
 def run_to_the_end() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from sweeplab.core.vocabulary import OVERRIDES_TAG, RUN_DIR_TAG, SWEEP_DIR_TAG
+from sweeplab.core.vocabulary import HYDRA_OVERRIDES_TAG, OVERRIDES_TAG, RUN_DIR_TAG, SWEEP_DIR_TAG
 
 MASK = "***"
 SECRET_KEY = re.compile(r"password|token|secret|api_key", re.IGNORECASE)
@@ -69,7 +69,7 @@ def masked_tag(key: str, value: str) -> str:
     """
     if key in (RUN_DIR_TAG, SWEEP_DIR_TAG):
         return value
-    if key == OVERRIDES_TAG:
+    if key in (OVERRIDES_TAG, HYDRA_OVERRIDES_TAG):
         return shlex.join(map(masked_override, shlex.split(value)))
     return masked_text(value)
 

@@ -12,3 +12,12 @@ def overrides_dict(overrides: list[str]) -> dict[str, str]:
 def varying_keys(jobs: list[dict[str, str]]) -> list[str]:
     """The keys whose value differs between jobs: what a sweep swept."""
     return sorted({key for job in jobs for key in job if len({other.get(key) for other in jobs}) > 1})
+
+
+# Hydra's own entries among its overrides, and the output dirs: a reproduced sweep runs as new, in a dir of its own.
+NOT_REPRODUCED = ("hydra.mode", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def typed_hydra_overrides(overrides: list[str]) -> list[str]:
+    """A sweep's hydra.* overrides as the user typed them (launcher, sweeper, study), without the output dirs."""
+    return [override for override in overrides if override.split("=", 1)[0] not in NOT_REPRODUCED]

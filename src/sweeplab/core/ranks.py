@@ -33,3 +33,10 @@ def follower() -> bool:
     """A rank other than 0: its run dir, record and messages are rank 0's."""
     ranks = launched()
     return ranks is not None and not ranks.main
+
+
+def torchrun_arguments(ranks: Ranks) -> str:
+    """The torchrun arguments that start `ranks.world_size` processes again, as many on each node."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world_size))
+    nodes = ranks.world_size // per_node
+    return f"--nproc_per_node={per_node}" + (f" --nnodes={nodes}" if nodes > 1 else "")

@@ -26,6 +26,7 @@ from sweeplab.core.vocabulary import (
     FINISHED,
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
+    HYDRA_OVERRIDES_TAG,
     OPTIMIZED_TAG,
     OVERRIDES_TAG,
     PARENT_TAG,
@@ -34,6 +35,7 @@ from sweeplab.core.vocabulary import (
     SWEEPLAB_VERSION_TAG,
     SWEPT_TAG,
     TEST_ACC,
+    TORCHRUN_TAG,
     VAL_ACC,
     best_metric,
 )
@@ -245,6 +247,7 @@ def reproduce_command(client: MlflowClient, run_id: str) -> str:
         version = tags.get(SWEEPLAB_VERSION_TAG, "")
         lines.append(f"# launched outside a git checkout; sweeplab {version} at commit {commit}")
     sweep = SWEPT_TAG in tags and PARENT_TAG not in tags
-    overrides = map(shlex.quote, shlex.split(tags.get(OVERRIDES_TAG, "")))
-    lines.append(" ".join(["python train.py", *(["-m"] if sweep else []), *overrides]).strip())
+    typed = shlex.split(tags.get(OVERRIDES_TAG, "")) + shlex.split(tags.get(HYDRA_OVERRIDES_TAG, "") if sweep else "")
+    start = f"torchrun {tags[TORCHRUN_TAG]} train.py" if TORCHRUN_TAG in tags else "python train.py"
+    lines.append(" ".join([start, *(["-m"] if sweep else []), *map(shlex.quote, typed)]))
     return "\n".join(lines)

@@ -26,10 +26,12 @@ from omegaconf import DictConfig
 from sweeplab.core.errors import UserError, exit_on_user_error, typed_line
 from sweeplab.core.hydra_job import BASIC_LAUNCHER, current_hydra_job, usable_cores
 from sweeplab.core.masking import masked_text
+from sweeplab.core.overrides import typed_hydra_overrides
 from sweeplab.core.ranks import follower
 from sweeplab.core.vocabulary import (
     EXPORT_DIR,
     EXPORTED_JOB_TAG,
+    HYDRA_OVERRIDES_TAG,
     KEEP_NONE,
     NOT_STARTED,
     OBJECTIVES_TAG,
@@ -170,6 +172,7 @@ class SweepRecord(Callback):
         tags = {
             SWEEP_DIR_TAG: sweep_dir,
             OVERRIDES_TAG: shlex.join(config.hydra.overrides.task),
+            HYDRA_OVERRIDES_TAG: shlex.join(typed_hydra_overrides(config.hydra.overrides.hydra)),
             SWEPT_TAG: shlex.join(o.get_key_element() for o in sweep_overrides(config) if o.is_sweep_override()),
             OPTIMIZED_TAG: selected_metric(config.optimized_metric, config.trainer.ema_for_best),
         }

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeplab.core.errors import typed_line
 from sweeplab.core.hydra_job import HydraJob
 from sweeplab.core.interrupts import how_interrupted
+from sweeplab.core.ranks import launched, torchrun_arguments
 from sweeplab.core.vocabulary import (
     FAILED,
     FINISHED,
@@ -40,6 +41,7 @@ from sweeplab.core.vocabulary import (
     RUN_DIR_TAG,
     SWEEP_DIR_TAG,
     THREADS_TAG,
+    TORCHRUN_TAG,
     selected_metric,
 )
 from sweeplab.recorder.remote import Remote
@@ -207,6 +209,8 @@ def run_spec(
     }
     if job.multirun:
         tags |= {JOB_TAG: str(job.num), SWEEP_DIR_TAG: str(job.sweep_dir)}
+    elif ranks := launched():
+        tags[TORCHRUN_TAG] = torchrun_arguments(ranks)
     if job.study:  # our Optuna sweeper numbers jobs by trial: the job number is the trial number
         tags |= {OPTUNA_TRIAL_TAG: str(job.num), OPTUNA_STUDY_TAG: job.study}
     return RunSpec(
