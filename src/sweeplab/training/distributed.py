@@ -8,6 +8,7 @@ rank 0's value on every rank. Where a process stands (rank, world size) is sweep
 from __future__ import annotations
 
 import atexit
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import torch.distributed as dist
 from sweeplab.core.ranks import Ranks, launched
 
 T = TypeVar("T")
+WORKERS_SETTLE_SECONDS = 0.2  # at exit: what a loaded worker thread needs to drop its last collective
 
 
 def join() -> Ranks | None:
@@ -41,8 +43,17 @@ def join_job_tasks() -> Ranks | None:
 
 
 def leave() -> None:
+    """At exit: the group destroyed, then a moment for its worker threads while the interpreter still runs them.
+
+    A gloo worker thread drops a finished collective's tensors after the collective has returned: if the
+    process is finalizing by then (a loaded machine delays the thread), dropping a tensor that Python made
+    needs the GIL, the thread is ended without it, and the process aborts with "terminate called without an
+    active exception" (a core dump showed it on rank 1, which exits while rank 0 still records). The group's
+    threads outlive destroy_process_group (DistributedDataParallel keeps it), so the moment is a wait.
+    """
     if dist.is_initialized():
         dist.destroy_process_group()
+        time.sleep(WORKERS_SETTLE_SECONDS)
 
 
 def total(tensor: torch.Tensor) -> torch.Tensor:
