@@ -13,7 +13,6 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -61,8 +60,8 @@ def test_pruning_stops_trials_mid_training_and_trains_fewer_epochs(tmp_path: Pat
     assert [t.state for t in study(tmp_path, "digits_mlp").trials] == [t.state for t in trials], "pruned stay pruned"
     assert sum(epochs.values()) < 12 * 3, "fewer epochs than the unpruned search trains (every trial all 3)"
 
-    parent, _, _ = sweep_runs(tmp_path)
-    command = reproduce_command(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), parent.info.run_id)
+    client, parent, _ = sweep_runs(tmp_path)
+    command = reproduce_command(client, parent.info.run_id)
     typed = command.splitlines()[-1]
     assert typed.startswith("python train.py -m ") and all(o in shlex.split(typed) for o in [*SEARCH, *MEDIAN]), typed
     plans = [[line for line in rerun_printed(line, "sweep.plan=true", f"hydra.sweep.dir={pruned_dir}",
