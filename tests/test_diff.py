@@ -91,8 +91,10 @@ def test_compare_shows_the_swept_param_before_any_secondary_metric_in_80_columns
     client = MlflowClient(uri)
     experiment = ensure_experiment(client, "narrow")
     parent = client.create_run(experiment, tags={SWEPT_TAG: "optimizer.lr"}).info.run_id
+    ids = {}
     for lr, value in (("0.01", 0.91), ("0.001", 0.93)):
         run = client.create_run(experiment, tags={PARENT_TAG: parent, OVERRIDES_TAG: f"optimizer.lr={lr}"})
+        ids[lr] = run.info.run_id
         client.log_param(run.info.run_id, "optimizer.lr", lr)
         for metric in ("best/val/acc", "test/acc", "val/acc", "val/loss", "train/loss", "epoch_seconds"):
             client.log_metric(run.info.run_id, metric, value)
@@ -106,3 +108,6 @@ def test_compare_shows_the_swept_param_before_any_secondary_metric_in_80_columns
     client.create_run(experiment, tags={SWEPT_TAG: "optimizer.lr"})  # a newer sweep, refused before any job ran
     assert sweeplab(["compare", "--uri", uri, "--sweep", "latest", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2, "latest: the newest sweep with runs"
+    assert sweeplab(["compare", "--uri", uri, "--experiment", "narrow", "--limit", "1", "--json"]) == 0
+    (best,) = json.loads(capsys.readouterr().out)
+    assert best["run_id"] == ids["0.001"], "--limit keeps the best runs; the sweeps' parents are not counted"

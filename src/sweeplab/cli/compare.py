@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "(multirun/...), or `latest`")
     parser.add_argument("--filter", "-f", default="", help="MLflow filter, e.g. \"params.`model.name` = 'cnn'\"")
     parser.add_argument("--metrics", "-m", help=f"comma-separated metrics (default: {','.join(COMPARED)})")
-    parser.add_argument("--limit", type=int, default=200, help="most runs to show")
+    parser.add_argument("--limit", type=int, default=200, help="the N best runs to show (sweep parents not counted)")
     parser.add_argument("--aggregate", "-a", metavar="KEY",
                         help="one row per configuration of the runs that differ only in param KEY (e.g. seed): "
                              "their number, failures, and mean ± std of the optimized metric and test/acc")

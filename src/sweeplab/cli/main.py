@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What predict, diff and export print is their result, not MLflow's download bar (a setting of yours wins).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.run(args) or 0
     except BrokenPipeError:  # `sweeplab compare --json | head` read what it wanted: no traceback

@@ -38,17 +38,19 @@ from sweeplab.core.vocabulary import (
     TORCHRUN_TAG,
     VAL_ACC,
     best_metric,
+    metric_mode,
 )
 from sweeplab.runs.resolve import run_id_of
 
 DATA = "data"  # a column: which data (set and splits) a run trained, validated and tested on
 IGNORED_PARAMS = {"paths.output_dir"}  # differs between every two runs, says nothing about them
 SHORT_ID = 8  # run id characters shown in the table; --command takes such a prefix
+MAX_SEARCHED = 50_000  # the most runs one MLflow search returns
 LATEST_SWEEPS = 20  # --sweep latest: the newest of the last this many sweeps that has runs
 
 
 def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, filter_: str, limit: int) -> list[Run]:
-    """Training runs only (a sweep's parent run holds a summary, not a model)."""
+    """The `limit` best training runs (a sweep's parent run holds a summary, not a model: never counted)."""
     experiments = client.search_experiments()
     if experiment:
         experiments = [e for e in experiments if e.name == experiment]
@@ -59,10 +61,20 @@ def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, f
     if sweep:
         filters.append(f"tags.`{PARENT_TAG}` = '{sweep_parent(client, ids, sweep)}'")
     try:
-        runs = client.search_runs(ids, " and ".join(filters), max_results=limit)
+        runs = client.search_runs(ids, " and ".join(filters), max_results=MAX_SEARCHED)
     except MlflowException as error:
         raise UserError(f"bad --filter {filter_!r}: {error.message.splitlines()[0]}") from None
-    return [r for r in runs if r.data.params]
+    return best_runs([r for r in runs if r.data.params], limit)
+
+
+def best_runs(runs: list[Run], limit: int) -> list[Run]:
+    """The `limit` best training runs, each by the metric it optimized (runs with no value last, newest first)."""
+    def score(run: Run) -> float | None:
+        optimized = run.data.tags.get(OPTIMIZED_TAG, VAL_ACC)
+        value = run.data.metrics.get(best_metric(optimized))
+        return None if value is None else value if metric_mode(optimized) == "max" else -value
+
+    return sorted(runs, key=lambda run: (score(run) is None, -(score(run) or 0)))[:limit]
 
 
 def sweep_parent(client: MlflowClient, experiment_ids: list[str], sweep: str) -> str:
