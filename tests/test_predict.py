@@ -4,6 +4,8 @@ and one clear line per bad input while the other images are still classified."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +231,21 @@ def test_train_cnn_on_cifar10_then_predict_by_run_id_through_both_backends(train
     assert by_torch[0]["predictions"][0]["class"] in load_checkpoint(run_dir / "checkpoints" / "best.pt")["classes"]
     np.testing.assert_allclose([p["probability"] for p in by_torch[0]["predictions"]],
                                [p["probability"] for p in by_onnx[0]["predictions"]], atol=1e-5)
+
+
+def test_a_run_dir_that_kept_no_checkpoint_is_predicted_from_its_mlflow_run(train_here, tmp_path: Path,
+                                                                            capsys) -> None:
+    """trainer.keep_checkpoints=none: the run dir has no best.pt, its MLflow run does; `--run <run dir>` finds it."""
+    run_dir = tmp_path / "run"
+    result = train_here("trainer.epochs=1", "trainer.keep_checkpoints=none", "export.onnx=false",
+                        "tracking.log_model=false", "trainer.progress=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (run_dir / "checkpoints" / "best.pt").exists()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "digit.png")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = ["predict", "--run", str(run_dir), "--uri", uri, "--json", "--top-k", "3", str(tmp_path / "digit.png")]
+    predicted = subprocess.run([sys.executable, "-m", "sweeplab.cli.main", *command], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=120)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    (prediction,) = json.loads(predicted.stdout)
+    assert len(prediction["predictions"]) == 3 and "Downloading" not in predicted.stderr, "from MLflow, without a bar"

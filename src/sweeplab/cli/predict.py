@@ -26,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders of images")
     parser.add_argument("--top-k", type=int, default=5, help="classes shown per image (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON (one list, an entry per image) for scripts")
-    parser.add_argument("--uri", help="tracking store for --run <run id> (default: $MLFLOW_TRACKING_URI, else "
-                        "sqlite:///./mlflow.db)")
+    parser.add_argument("--uri", help="tracking store for --run <run id>, or a run dir that kept no checkpoint "
+                        "(default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     parser.set_defaults(run=run)
 
 

@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
+from sweeplab.runs.results import read_result
 from sweeplab.tracking.store import check_reachable, resolve_uri
 from sweeplab.training.checkpoint import checkpoint_in
 
@@ -60,10 +61,26 @@ def find_checkpoint(target: str, tracking_uri: str | None = None) -> RunTarget:
         return RunTarget(path)
     if path.is_dir():
         check_not_a_sweep(path)
+        if read_result(path) is not None and not (path / CHECKPOINTS_DIR / BEST_CHECKPOINT).is_file():
+            return recorded_run_checkpoint(path.resolve(), tracking_uri)  # trainer.keep_checkpoints=none
         return RunTarget(checkpoint_in(path))
     if RUN_ID_PREFIX.fullmatch(target) or RUN_ID.fullmatch(target):
         return mlflow_run_checkpoint(target, tracking_uri)
     raise UserError(f"{target} is neither a checkpoint file, a run dir nor an MLflow run id: check it")
+
+
+def recorded_run_checkpoint(run_dir: Path, tracking_uri: str | None) -> RunTarget:
+    """A run dir whose checkpoints were discarded: its best.pt from the MLflow run recorded from it."""
+    uri = resolve_uri(tracking_uri)
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
+    if not runs:
+        raise UserError(f"{run_dir} kept no checkpoint (trainer.keep_checkpoints=none) and no MLflow run in {uri} "
+                        "was recorded from it: pass --uri of the store it was tracked in, or its MLflow run id")
+    run_id = runs[0].info.run_id
+    return RunTarget(downloaded_checkpoint(client, run_id, run_dir), run_id, uri)
 
 
 def check_not_a_sweep(folder: Path) -> None:
