@@ -22,9 +22,10 @@ from sweeplab.cli.main import main
 from sweeplab.core.errors import UserError
 from sweeplab.export.from_checkpoint import export_and_verify as export_onnx
 from sweeplab.export.from_checkpoint import rebase
+from sweeplab.export.onnx import write_onnx
 from sweeplab.export.verdict import ExportParityError
 from sweeplab.models import build_model
-from sweeplab.runs.classifier import rebuild_classifier
+from sweeplab.runs.classifier import image_classifier, rebuild_classifier
 from sweeplab.runs.preprocessing import Preprocessing
 from sweeplab.runs.resolve import find_checkpoint
 from sweeplab.training.checkpoint import load_checkpoint, save_checkpoint
@@ -159,3 +160,15 @@ def test_export_by_mlflow_run_id_logs_back_to_the_run(trained_run, tmp_path: Pat
         main(["export", "0" * 32, "--uri", uri])
     assert exit_code.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: no MLflow run {'0' * 32} at {uri}")
+
+
+def test_the_torchscript_exporters_graph_dump_goes_to_the_log_not_the_terminal(tmp_path: Path, capfd,
+                                                                                caplog) -> None:
+    """An adaptive pooling whose output (7) does not divide its input (6): TorchScript's exporter gives up, prints
+    its IR graph from C++ and the dynamo exporter takes over (a VGG on 32x32 CIFAR-10 images does this)."""
+    pooled = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveAvgPool2d(7), torch.nn.Flatten())
+    with caplog.at_level("INFO", logger="sweeplab.story"):
+        write_onnx(image_classifier(pooled, [0.5], [0.25]).eval(), [1, 8, 8], tmp_path / "model.onnx")
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err and "Torch IR graph at exception" in caplog.text
+    onnx.checker.check_model(str(tmp_path / "model.onnx"))
