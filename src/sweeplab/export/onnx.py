@@ -11,11 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +24,10 @@ from sweeplab.core.atomic import flush_to_disk
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT
 from sweeplab.runs.preprocessing import Preprocessing
-from sweeplab.training.run_log import story
+from sweeplab.training.run_log import printed_to_log
 
 # One protobuf file holds at most 2 GiB; bigger models keep their weights in a .data file beside it.
 SINGLE_FILE_LIMIT = 2**31 - 2**26
-STANDARD_OUTPUTS = (1, 2)  # the file descriptors of stdout and stderr, which C++ code writes to directly
 
 
 @dataclass
@@ -90,7 +86,8 @@ def write_onnx(classifier: nn.Module, shape: list[int], path: Path) -> list[Path
     try:
         if external:
             raise torch.onnx.errors.OnnxExporterError("TorchScript's exporter writes no external data")
-        with warnings.catch_warnings(), printed_to_log():  # its deprecation notice, its IR dump when it gives up
+        # Its deprecation notice, in every run's log; its IR graph dump when it gives up, in the run's log only.
+        with warnings.catch_warnings(), printed_to_log("the TorchScript ONNX exporter"):
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(classifier, (sample,), str(path), dynamo=False, input_names=[ONNX_INPUT],
                               output_names=[ONNX_OUTPUT], dynamic_axes={ONNX_INPUT: {0: "batch"},
@@ -98,32 +95,6 @@ def write_onnx(classifier: nn.Module, shape: list[int], path: Path) -> list[Path
     except torch.onnx.errors.OnnxExporterError:
         write_with_dynamo(classifier, sample, path, external)
     return [path, path.with_name(path.name + ".data")] if external else [path]
-
-
-@contextmanager
-def printed_to_log() -> Iterator[None]:
-    """What C++ prints to stdout and stderr meanwhile goes to the run's log, not the terminal.
-
-    The TorchScript exporter prints the whole graph (70 lines for a VGG) when it cannot export an op, e.g. an
-    adaptive pooling whose output size does not divide its input's, before the dynamo exporter takes over.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(fd) for fd in STANDARD_OUTPUTS]
-    with tempfile.TemporaryFile() as sink:
-        try:
-            for fd in STANDARD_OUTPUTS:
-                os.dup2(sink.fileno(), fd)
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in zip(STANDARD_OUTPUTS, saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
-            sink.seek(0)
-            if printed := sink.read().decode(errors="replace").strip():
-                story.info(f"the TorchScript ONNX exporter printed:\n{printed}")
 
 
 def write_with_dynamo(classifier: nn.Module, sample: torch.Tensor, path: Path, external: bool) -> None:

@@ -13,6 +13,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from sweeplab.core.atomic import write_atomically
 from sweeplab.training.engine import Callback, Trainer
+from sweeplab.training.run_log import printed_to_log
 
 
 class StepProfiler(Callback):
@@ -23,10 +24,12 @@ class StepProfiler(Callback):
                                 on_trace_ready=self.save, record_shapes=True)
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.profiler.start()
+        with printed_to_log("torch.profiler"):  # Kineto's "gpuGetDeviceCount failed" on a machine without a GPU
+            self.profiler.start()
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
-        self.profiler.step()
+        with printed_to_log("torch.profiler"):  # ... said when its trace starts, a step or two later
+            self.profiler.step()
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self.profiler.stop()
