@@ -40,7 +40,7 @@ def sweep(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
     assert len(parents) == 1, [r.info.run_name for r in runs]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     return {"client": client, "parent": parents[0], "children": children, "experiment": experiment, "cwd": cwd,
-            "uri": mlflow_server.uri, "stdout": result.stdout}
+            "uri": mlflow_server.uri, "stdout": result.stdout, "stderr": result.stderr}
 
 
 def test_one_parent_with_four_finished_children(sweep: dict) -> None:
@@ -90,8 +90,9 @@ def test_children_carry_artifacts_and_the_best_one_a_model(sweep: dict) -> None:
              for a in client.list_artifacts(child.info.run_id, folder)}
     for expected in ("figures/learning_curves.png", "figures/confusion_matrix.png", "figures/validation_samples.png",
                      "checkpoints/best.pt", ".hydra/config.yaml", ".hydra/overrides.yaml",
-                     "tensorboard"):
+                     "tensorboard", "environment", "test"):
         assert expected in paths, paths
+    assert "torch.jit.trace" not in sweep["stderr"], "TensorBoard's graph traces without torch.jit's FutureWarning"
     best = best_child(sweep)
     assert best.data.metrics["best/val/acc"] == max(c.data.metrics["best/val/acc"] for c in sweep["children"])
     assert best.data.metrics["onnx/max_abs_diff"] <= 1e-4 and best.data.metrics["onnx/argmax_agreement"] == 1

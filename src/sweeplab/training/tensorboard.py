@@ -5,6 +5,7 @@ Imported only when asked for (torch.utils.tensorboard imports the tensorboard pa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,7 +26,9 @@ class TensorBoardLogger(Callback):
         self.writer.add_images("train/images", self.sample_images[:16].float().cpu() / 255)
         was_training = trainer.model.training
         trainer.model.eval()
-        self.writer.add_graph(trainer.model, self.preprocess(self.sample_images[:2], train=False))
+        with warnings.catch_warnings():  # add_graph traces with torch.jit, whose deprecation is not the user's to fix
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+            self.writer.add_graph(trainer.model, self.preprocess(self.sample_images[:2], train=False))
         trainer.model.train(was_training)
 
     def on_step_end(self, trainer: Trainer, loss: float, images_per_second: float) -> None:
