@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from sweeplab.config.differences import flattened
 from sweeplab.core.errors import UserError
+from sweeplab.core.masking import masked
 from sweeplab.core.significance import ALPHA, mcnemar_p, paired_bootstrap
 from sweeplab.core.vocabulary import (
     CURVE_TOLERANCE,
@@ -100,7 +101,7 @@ def read_record(client: MlflowClient, run: Run, scratch: Path) -> RunRecord:
     best = client.get_metric_history(run.info.run_id, best_metric(run.data.tags.get(OPTIMIZED_TAG, VAL_ACC)))
     return RunRecord(
         run=run,
-        config=flattened(OmegaConf.to_container(OmegaConf.load(config))) if config else None,  # type: ignore[arg-type]
+        config=flattened(masked(OmegaConf.to_container(OmegaConf.load(config)))) if config else None,  # secrets: ***
         packages=dict(line.split("==", 1) for line in packages.read_text().splitlines() if "==" in line)
         if packages else None,
         test=read_split_predictions(test) if test else None,
