@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 
 from sweeplab.core.errors import UserError
 from sweeplab.core.hydra_job import job_threads, usable_cores
-from sweeplab.core.vocabulary import FAILED, FINISHED
+from sweeplab.core.vocabulary import FAILED, FINISHED, OPTUNA_SWEEPER
 from sweeplab.runs.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.sweeps.gpu_slots import SLOTS_DIR
+from sweeplab.sweeps.hydra_callbacks import unfinished_line, unstarted_trials
 from sweeplab.task.job import failure_reason
 from sweeplab.training.engine import DivergedError
 
@@ -86,3 +87,13 @@ def test_overlapping_jobs_never_share_a_gpu_slot_and_a_killed_job_gives_its_back
     for slot, start, end in held:
         overlapping = [other for other in held if other[0] == slot and other[1] < end and start < other[2]]
         assert len(overlapping) == 1, f"slot {slot} was held twice at once"
+
+
+def test_a_search_stopped_by_ctrl_c_counts_the_trials_it_never_started(tmp_path: Path) -> None:
+    search = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA_SWEEPER, "n_trials": 20}}})
+    results = [JobResult(FINISHED, [], "val/acc", 0.9, job=0), JobResult("KILLED", [], "val/acc", job=1)]
+    line = unfinished_line(results[1:], len(results), tmp_path, unstarted_trials(search, results))
+    assert line.startswith("error: 19 of 20 jobs did not finish: 1 stopped (reasons in the table) and 18 trials never "
+                           f"started; re-run the same command with hydra.sweep.dir={tmp_path}")
+    grid = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra_plugins.sweeplab_grid_sweeper.sweeper.X"}}})
+    assert unstarted_trials(grid, results) == 0, "a grid names its jobs that never started itself"

@@ -98,7 +98,8 @@ class SweepGuard(Callback):
         print_sweep_table(results, sweep_dir, stopped_early(sweep_dir, results))
         unfinished = [r for r in results if r.status not in ENDED]
         if unfinished:
-            print(unfinished_line(unfinished, len(results), sweep_dir), file=sys.stderr)
+            print(unfinished_line(unfinished, len(results), sweep_dir, unstarted_trials(config, results)),
+                  file=sys.stderr)
             sys.exit(1)
 
 
@@ -122,14 +123,22 @@ def never_started(config: DictConfig, results: list[JobResult]) -> list[JobResul
             for number, overrides in enumerate(planned_jobs(config) or []) if number not in ran]
 
 
-def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path) -> str:
+def unstarted_trials(config: DictConfig, results: list[JobResult]) -> int:
+    """A search's trials that never started: its n_trials less those with a run dir (a grid names its own)."""
+    if config.hydra.sweeper._target_ != OPTUNA_SWEEPER:
+        return 0
+    return max(0, config.hydra.sweeper.n_trials - len(results))
+
+
+def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path, unstarted_trials: int = 0) -> str:
     """`3 of 4 jobs did not finish: 1 stopped (...) and 2 never started (jobs 2, 3)`, and how to run them."""
     missing = [str(result.job) for result in unfinished if result.status == NOT_STARTED]
     stopped = len(unfinished) - len(missing)
     parts = [f"{stopped} stopped (reasons in the table)"] if stopped else []
     parts += [f"{len(missing)} never started (job{'s' * (len(missing) > 1)} {', '.join(missing)})"] if missing else []
-    return (f"error: {len(unfinished)} of {jobs} jobs did not finish: {' and '.join(parts)}; re-run the same "
-            f"command with hydra.sweep.dir={sweep_dir} to run only those")
+    parts += [f"{unstarted_trials} trial{'s' * (unstarted_trials > 1)} never started"] if unstarted_trials else []
+    return (f"error: {len(unfinished) + unstarted_trials} of {jobs + unstarted_trials} jobs did not finish: "
+            f"{' and '.join(parts)}; re-run the same command with hydra.sweep.dir={sweep_dir} to run only those")
 
 
 # Launchers whose jobs run on this machine: they join this process's recorder, which knows the parent run by its
