@@ -72,6 +72,12 @@ def test_diff_names_what_differs_and_whether_the_test_difference_is_chance(train
     with pytest.raises(SystemExit) as refused:
         sweeplab(["diff", "--uri", uri, "run_first"])
     assert refused.value.code == 2 and "takes two runs" in capsys.readouterr().err
+    damaged = tmp_path / "run_second" / "test" / "predictions.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(SystemExit) as refused:
+        sweeplab(["diff", "--uri", uri, "run_first", "run_second"])
+    said = capsys.readouterr().err
+    assert refused.value.code == 2 and said.startswith(f"error: {damaged} is damaged (") and said.count("\n") == 1
 
 
 def test_test_splits_that_differ_are_not_paired() -> None:

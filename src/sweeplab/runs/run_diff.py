@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
 from sweeplab.config.differences import flattened
-from sweeplab.core.errors import UserError
+from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.masking import masked
 from sweeplab.core.significance import ALPHA, mcnemar_p, paired_bootstrap
 from sweeplab.core.vocabulary import (
@@ -56,6 +59,7 @@ CURVES = (VAL_ACC, VAL_LOSS, TRAIN_LOSS, TRAIN_ACC)
 ENVIRONMENT_TAGS = ("host", "device", "precision", THREADS_TAG, "python", "torch", "torchvision")
 IGNORED_KEYS = {"paths.output_dir"}  # differs between every two runs, says nothing about them
 MOVED_CLASSES = 5  # the test classes whose accuracy moved most, listed
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,14 +105,25 @@ def read_record(client: MlflowClient, run: Run, scratch: Path) -> RunRecord:
     best = client.get_metric_history(run.info.run_id, best_metric(run.data.tags.get(OPTIMIZED_TAG, VAL_ACC)))
     return RunRecord(
         run=run,
-        config=flattened(masked(OmegaConf.to_container(OmegaConf.load(config)))) if config else None,  # secrets: ***
-        packages=dict(line.split("==", 1) for line in packages.read_text().splitlines() if "==" in line)
-        if packages else None,
-        test=read_split_predictions(test) if test else None,
+        config=readable(config, lambda path: flattened(masked(OmegaConf.to_container(OmegaConf.load(path))))),
+        packages=readable(packages, lambda path: dict(line.split("==", 1) for line in path.read_text().splitlines()
+                                                      if "==" in line)),
+        test=readable(test, read_split_predictions),
         curves={name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
                                                key=lambda m: m.step)] for name in CURVES if name in run.data.metrics},
         best_epoch=best[-1].step if best else None,  # logged at the best epoch's step
     )
+
+
+def readable(path: Path | None, read: Callable[[Path], T]) -> T | None:
+    """`read(path)`, None without a file, one line for a damaged one (a diff reads files it did not write)."""
+    if path is None:
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, yaml.YAMLError) as error:
+        raise UserError(f"{path} is damaged ({first_line(error)}): restore it from the run's MLflow artifacts, or "
+                        "diff another run") from None
 
 
 def recorded_file(client: MlflowClient, run: Run, relative: str, scratch: Path) -> Path | None:
