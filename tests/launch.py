@@ -61,5 +61,4 @@ def rerun_printed(command: str, *extra: str, cwd: Path) -> subprocess.CompletedP
     """The train.py line `sweeplab compare --command` printed, run here with `extra` (`sweep.plan=true`, `--cfg job`)
     and through this Python: torchrun's arguments are checked by the caller, the config is composed without it."""
     words = shlex.split(command)
-    return subprocess.run([sys.executable, str(TRAIN), *words[words.index("train.py") + 1:], *extra], cwd=cwd,
-                          env=user_env(), capture_output=True, text=True, timeout=120)
+    return run_train(*words[words.index("train.py") + 1:], *extra, cwd=cwd)

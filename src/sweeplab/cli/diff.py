@@ -61,13 +61,11 @@ def two_runs(args: argparse.Namespace) -> list[str]:
 
 def best_two(client, sweep: str, best: int | None) -> list:
     """The runner-up and the best run of a sweep, by its optimized metric."""
-    from sweeplab.runs.run_table import comparison, find_runs
+    from sweeplab.runs.run_table import find_runs
 
     if best != 2 or sweep is None:
         raise UserError("--sweep takes --best 2 (its two best runs): to diff other runs, name them")
-    runs = find_runs(client, None, sweep, "", 50_000)  # MLflow serves at most 50,000 a search
-    ranked = comparison(runs, None).rows if runs else []
+    ranked = find_runs(client, None, sweep, "", 2)
     if len(ranked) < 2:
         raise UserError(f"sweep {sweep} has {len(ranked)} run(s) with params: a diff takes two")
-    by_id = {run.info.run_id: run for run in runs}
-    return [by_id[ranked[1]["run_id"]], by_id[ranked[0]["run_id"]]]
+    return ranked[::-1]

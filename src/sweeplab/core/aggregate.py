@@ -62,7 +62,8 @@ def configuration_row(values: dict[str, Any], members: list[dict[str, Any]],
            "failed": sum(member["status"] == FAILED for member in members)}
     for metric, metric_values in scores.items():
         row[mean_column(metric)], row[std_column(metric)] = mean_and_std(metric_values)
-        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = interval_of(metric_values)
+        low, high = interval_columns(metric)
+        row[low], row[high] = interval_of(metric_values)
         row[p_column(metric)] = None
     row[TIED] = None
     return row
@@ -105,6 +106,10 @@ def std_column(metric: str) -> str:
     return f"{metric}_std"
 
 
+def interval_columns(metric: str) -> tuple[str, str]:
+    return f"{metric}_ci_low", f"{metric}_ci_high"
+
+
 def p_column(metric: str) -> str:
     return f"{metric}_p_holm"
 
@@ -119,7 +124,7 @@ def spread(row: dict[str, Any], metric: str) -> str:
 
 def interval_cell(row: dict[str, Any], metric: str) -> str:
     """A table cell: the 95% interval of the mean, `0.9312-0.9688`; nothing where there is none."""
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    low, high = (row[column] for column in interval_columns(metric))
     return "" if low is None else f"{low:.4f}-{high:.4f}"
 
 

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
 from sweeplab.runs.results import read_result
-from sweeplab.tracking.store import check_reachable, resolve_uri
+from sweeplab.tracking.store import check_reachable, resolve_uri, run_started_in
 from sweeplab.training.checkpoint import checkpoint_in
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -74,13 +74,11 @@ def recorded_run_checkpoint(run_dir: Path, tracking_uri: str | None) -> RunTarge
     uri = resolve_uri(tracking_uri)
     check_reachable(uri)
     client = MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
-    if not runs:
+    run = run_started_in(client, run_dir)
+    if run is None:
         raise UserError(f"{run_dir} kept no checkpoint (trainer.keep_checkpoints=none) and no MLflow run in {uri} "
                         "was recorded from it: pass --uri of the store it was tracked in, or its MLflow run id")
-    run_id = runs[0].info.run_id
-    return RunTarget(downloaded_checkpoint(client, run_id, run_dir), run_id, uri)
+    return RunTarget(downloaded_checkpoint(client, run.info.run_id, run_dir), run.info.run_id, uri)
 
 
 def check_not_a_sweep(folder: Path) -> None:

@@ -54,6 +54,7 @@ from sweeplab.core.vocabulary import (
 )
 from sweeplab.runs.resolve import run_id_of
 from sweeplab.tracking.per_image import PREDICTIONS_FILE, SplitPredictions, read_split_predictions
+from sweeplab.tracking.store import run_started_in
 
 CURVES = (VAL_ACC, VAL_LOSS, TRAIN_LOSS, TRAIN_ACC)
 ENVIRONMENT_TAGS = ("host", "device", "precision", THREADS_TAG, "python", "torch", "torchvision")
@@ -86,11 +87,10 @@ class RunRecord:
 def find_run(client: MlflowClient, text: str) -> Run:
     """A run by its id, the unique prefix of one, or its run dir."""
     if Path(text).is_dir():
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(experiments, f"tags.`{RUN_DIR_TAG}` = '{Path(text).resolve()}'", max_results=1)
-        if not runs:
+        run = run_started_in(client, Path(text).resolve())
+        if run is None:
             raise UserError(f"no run recorded from {Path(text).resolve()} in {client.tracking_uri}: check --uri")
-        return runs[0]
+        return run
     try:
         return client.get_run(run_id_of(client, text))
     except MlflowException:

@@ -69,12 +69,15 @@ def find_runs(client: MlflowClient, experiment: str | None, sweep: str | None, f
 
 def best_runs(runs: list[Run], limit: int) -> list[Run]:
     """The `limit` best training runs, each by the metric it optimized (runs with no value last, newest first)."""
-    def score(run: Run) -> float | None:
-        optimized = run.data.tags.get(OPTIMIZED_TAG, VAL_ACC)
-        value = run.data.metrics.get(best_metric(optimized))
-        return None if value is None else value if metric_mode(optimized) == "max" else -value
+    scored = [{"run": run, "score": higher_is_better(run)} for run in runs]
+    return [row["run"] for row in best_first(scored, "score", VAL_ACC)][:limit]
 
-    return sorted(runs, key=lambda run: (score(run) is None, -(score(run) or 0)))[:limit]
+
+def higher_is_better(run: Run) -> float | None:
+    """The run's best value of its optimized metric, negated for a loss: one scale on which runs rank."""
+    optimized = run.data.tags.get(OPTIMIZED_TAG, VAL_ACC)
+    value = run.data.metrics.get(best_metric(optimized))
+    return None if value is None else value if metric_mode(optimized) == "max" else -value
 
 
 def sweep_parent(client: MlflowClient, experiment_ids: list[str], sweep: str) -> str:

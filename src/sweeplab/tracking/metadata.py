@@ -65,15 +65,13 @@ def git_state(folder: str) -> tuple[str, bool] | None:
 
 
 def uncommitted_diff(folder: str) -> str | None:
-    """`git diff HEAD` of the project's tracked files, when it has changes and they are small enough to keep."""
-    state = git_state(folder)
-    if not state or not state[1]:
-        return None
+    """`git diff HEAD` of the project's tracked files, when it has changes and they are small enough to keep; None
+    outside a checkout (one git call: the run's tags read the commit and dirty flag already)."""
     try:
         diff = git(folder, "diff", "HEAD")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return diff if len(diff.encode()) <= MAX_DIFF_BYTES else None
+    return diff if diff and len(diff.encode()) <= MAX_DIFF_BYTES else None
 
 
 def git(folder: str, *args: str) -> str:

@@ -43,7 +43,6 @@ from sweeplab.core.vocabulary import (
     PARENT_TAG,
     PENDING_FILE,
     PROJECT_DIFF_FILE,
-    RUN_DIR_TAG,
     RUNNING,
     SWEPT_TAG,
     TEST_DIR,
@@ -54,7 +53,7 @@ from sweeplab.tracking.handle import DatasetRecord, FigureData, MetricRow, RunSp
 from sweeplab.tracking.metadata import code_tags, flatten, installed_packages, uncommitted_diff
 from sweeplab.tracking.pending import keep_pending, read_pending
 from sweeplab.tracking.per_image import SplitPredictions, write_test_split
-from sweeplab.tracking.store import is_http, server_error
+from sweeplab.tracking.store import is_http, run_started_in, server_error
 from sweeplab.tracking.system_metrics import finished, started
 from sweeplab.tracking.upload import deliver
 
@@ -185,7 +184,7 @@ def start_run(run_dir: str, spec: RunSpec) -> str:
     else:
         experiment_id = ensure_experiment(store, spec.experiment)
         name = spec.run_name
-    previous = find_run(store, experiment_id, run_dir) if spec.resume else None
+    previous = run_started_in(store, run_dir, [experiment_id]) if spec.resume else None
     if previous:
         run_id = previous.info.run_id
         store.update_run(run_id, status=RUNNING)
@@ -243,12 +242,6 @@ def watch_system(session: Session, spec: RunSpec, resumed: bool) -> None:
 
 def last_steps(store: MlflowClient, run: Run) -> dict[str, int]:
     return {key: max(m.step for m in store.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
-
-
-def find_run(store: MlflowClient, experiment_id: str, run_dir: str) -> Run | None:
-    """The run an earlier attempt started in this run dir."""
-    runs = store.search_runs([experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
-    return runs[0] if runs else None
 
 
 def job_name(overrides: list[str], swept: list[str]) -> str | None:

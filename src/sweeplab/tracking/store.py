@@ -1,4 +1,5 @@
-"""Where runs go: the tracking URI, the experiment's name, and a reachability check before any compute.
+"""Where runs go: the tracking URI, the experiment's name, a reachability check before any compute, and which
+MLflow run a run dir started.
 
 Light on purpose (the training process uses it): talking to the store is sweeplab.tracking.client's job.
 """
@@ -7,10 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from sweeplab.core.errors import UserError
 from sweeplab.core.masking import masked_text
+from sweeplab.core.vocabulary import RUN_DIR_TAG
+
+if TYPE_CHECKING:  # the training process imports this module without mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -86,3 +93,10 @@ def check_reachable(uri: str) -> None:
 
 def experiment_name(configured: str | None, dataset: str) -> str:
     return configured or f"sweeplab-{dataset}"
+
+
+def run_started_in(store: MlflowClient, run_dir: str | Path, experiment_ids: list[str] | None = None) -> Run | None:
+    """The MLflow run started in this run dir (its hydra.output_dir tag), in these experiments or in any."""
+    ids = experiment_ids or [experiment.experiment_id for experiment in store.search_experiments()]
+    runs = store.search_runs(ids, filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
+    return runs[0] if runs else None

@@ -14,8 +14,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from sweeplab.core.errors import UserError, exit_on_user_error
-from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH, RUN_DIR_TAG
+from sweeplab.core.vocabulary import MAX_METRICS_PER_BATCH
 from sweeplab.tracking.pending import read_pending
+from sweeplab.tracking.store import run_started_in
 
 
 def upload(path: Path) -> str:
@@ -44,12 +45,11 @@ def deliver(client: MlflowClient, run_id: str, pending: dict) -> None:
 
 def run_of(client: MlflowClient, run_dir: str, uri: str) -> str:
     """The MLflow run a run dir started (its id was never known here: the recorder died before saying it)."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}'", max_results=1)
-    if not runs:
+    run = run_started_in(client, run_dir)
+    if run is None:
         raise UserError(f"no MLflow run in {uri} was started from {run_dir}: resume the run instead "
                         f"(python train.py ... hydra.run.dir={run_dir}), which records it anew")
-    return runs[0].info.run_id
+    return run.info.run_id
 
 
 @exit_on_user_error
