@@ -60,5 +60,6 @@ def start_train(*arguments: str, cwd: Path, env: dict[str, str] | None = None, c
 def rerun_printed(command: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
     """The train.py line `sweeplab compare --command` printed, run here with `extra` (`sweep.plan=true`, `--cfg job`)
     and through this Python: torchrun's arguments are checked by the caller, the config is composed without it."""
-    words = shlex.split(command)
-    return run_train(*words[words.index("train.py") + 1:], *extra, cwd=cwd)
+    words = shlex.split(command)  # not run_train: an override after `--cfg job` is one argparse refuses
+    return subprocess.run([sys.executable, str(TRAIN), *words[words.index("train.py") + 1:], *extra], cwd=cwd,
+                          env=user_env(), capture_output=True, text=True, timeout=120)
