@@ -19,7 +19,8 @@ from sweeplab.core.vocabulary import metric_mode
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")
 # Options whose yaml leaves a key for the user to fill in (`???`).
-REQUIRED = {"dataset=imagefolder": ["dataset.path=/some/folder"], "model=torchvision": ["model.name=resnet18"]}
+REQUIRED = {"dataset=imagefolder": ["dataset.path=/some/folder"], "model=torchvision": ["model.name=resnet18"],
+            "model=timm": ["model.name=convnext_atto"]}
 
 
 def group_options() -> list[str]:

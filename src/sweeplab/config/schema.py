@@ -76,7 +76,8 @@ class ModelConfig:
 
     _target_: str = MISSING
     name: str = MISSING
-    # A state_dict file (.pt/.pth) to start from; torchvision models also take a weight name (DEFAULT, ...).
+    # A state_dict file (.pt/.pth) to start from; torchvision and timm models also take a weight name: DEFAULT,
+    # torchvision's (IMAGENET1K_V1, ...) or a timm tag (a1_in1k, ...). timm's named weights set the input.
     weights: str | None = None
     freeze_backbone: bool = False  # train only the classification head
     # Inputs smaller than this (per side) are upsampled on the fly; 0 keeps the data's size.
@@ -109,6 +110,14 @@ class TorchvisionConfig(ModelConfig):
 
 
 @dataclass
+class TimmConfig(ModelConfig):
+    """Any timm model by name (convnext_atto, efficientnet_b0, vit_tiny_patch16_224, ...); the extra `timm`."""
+
+    _target_: str = "sweeplab.models.timm_models.timm_classifier"
+    min_size: int = 32
+
+
+@dataclass
 class DeviceConfig:
     # auto tries cuda, then mps, then cpu; naming an absent one is an error, never a fall-back.
     type: str = "auto"
@@ -120,7 +129,7 @@ class TrainerConfig:
     # auto, 32, bf16 or fp16 (autocast). auto: bf16 on a CPU that computes it natively (AVX512-BF16, AMX:
     # 1.3-1.9x faster there, accuracy kept), full precision on other CPUs and on GPUs (choose bf16 there).
     precision: str = "auto"
-    # Images and weights in channels_last (NHWC); null: for networks with convolutions (1.4x faster on a CPU).
+    # Images and weights in channels_last (NHWC); null: for convolutional networks, not ViTs (1.4x faster on a CPU).
     channels_last: bool | None = None
     compile: bool = False
     grad_clip: float | None = None
@@ -232,7 +241,7 @@ def register_configs() -> None:
     extend them (`- /model_mlp_schema@_here_`) and `--help` does not list them as options of the group."""
     schemas = {
         "dataset": {"dataset": DatasetConfig},
-        "model": {"mlp": MLPConfig, "cnn": CNNConfig, "torchvision": TorchvisionConfig},
+        "model": {"mlp": MLPConfig, "cnn": CNNConfig, "torchvision": TorchvisionConfig, "timm": TimmConfig},
         "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "rmsprop": RMSpropConfig},
         "scheduler": {
             "none": SchedulerConfig,

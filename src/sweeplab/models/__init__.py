@@ -6,13 +6,17 @@ model runs on every data set, and exported models take the data's own image size
 
 A network is built by the function its model schema names (`model._target_`, see
 sweeplab.config.schema): `f(cfg, image_shape, num_classes, weights)` where `weights` is a weight
-name or None. The functions live in course.py (mlp, cnn) and vision.py (torchvision, imported only
-when a torchvision model is built); adding a model is one YAML file, one schema and one function.
+name or None. The functions live in course.py (mlp, cnn), vision.py (torchvision) and timm_models.py
+(timm), the last two imported only when such a model is built; adding a model is one YAML file, one
+schema and one function.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +27,10 @@ from torch import nn
 from sweeplab.config.targets import check_target
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.models.weights import freeze_all_but_head, load_local_weights, local_weights_file
+
+TIMM_CLASSIFIER = "sweeplab.models.timm_models.timm_classifier"
+
+log = logging.getLogger(__name__)
 
 
 class AdaptInput(nn.Module):
@@ -64,8 +72,35 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes:
     return model
 
 
+def follow_pretrained_input(cfg: DictConfig) -> None:
+    """Pretrained timm weights: the data's mean/std and input size become what the weights were trained on.
+
+    Decided before the data is built, so the run's params, its checkpoint and its export all hold them.
+    Images in memory are upsampled to that size on the fly (model.min_size); image folders are decoded at
+    it (shorter side to size / crop_pct, then a center crop of size, as timm's own eval transform).
+    """
+    if cfg.model._target_ != TIMM_CLASSIFIER or local_weights_file(cfg.model.weights):
+        return
+    from sweeplab.models.timm_models import pretrained_input
+
+    expected = pretrained_input(cfg.model)
+    if expected is None:
+        return
+    if len(cfg.dataset.mean) == 1:  # grayscale data: timm folds the RGB weights into one channel (in_chans=1)
+        expected = replace(expected, mean=[sum(expected.mean) / 3], std=[sum(expected.std) / 3])
+    cfg.dataset.mean, cfg.dataset.std = expected.mean, expected.std
+    if cfg.dataset.image_size is None:
+        cfg.model.min_size = expected.size
+    else:
+        cfg.dataset.crop_size = expected.size
+        cfg.dataset.image_size = math.floor(expected.size / expected.crop_pct)
+    log.info(f"model.weights={cfg.model.weights}: the input follows the weights' pretraining, {expected.size}x"
+             f"{expected.size} images, mean {expected.mean}, std {expected.std}")
+
+
 def convolutional(model: nn.Module) -> bool:
-    return any(isinstance(module, nn.Conv2d) for module in model.modules())
+    """More than one convolution: a ViT's single patch-embedding convolution does not make it convolutional."""
+    return sum(isinstance(module, nn.Conv2d) for module in model.modules()) > 1
 
 
 def to_channels_last(model: nn.Sequential) -> nn.Sequential:

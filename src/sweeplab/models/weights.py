@@ -18,7 +18,11 @@ def local_weights_file(weights: str | None) -> Path | None:
 
 
 def head_of(net: nn.Module) -> tuple[str, nn.Module]:
-    """The classification head: the last Linear layer (or 1x1 conv, as in SqueezeNet)."""
+    """The classification head: what timm's `get_classifier()` names, else the last Linear layer (or 1x1
+    conv, as in SqueezeNet)."""
+    if hasattr(net, "get_classifier"):
+        classifier = net.get_classifier()
+        return next((n, m) for n, m in net.named_modules() if m is classifier)
     heads = [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     return heads[-1]
 

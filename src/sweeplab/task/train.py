@@ -55,7 +55,7 @@ from sweeplab.core.vocabulary import (
 from sweeplab.data import Data, build_data, limited, sharded
 from sweeplab.export.onnx import export_classifier
 from sweeplab.export.verdict import verified
-from sweeplab.models import build_model, convolutional, to_channels_last
+from sweeplab.models import build_model, convolutional, follow_pretrained_input, to_channels_last
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
@@ -95,6 +95,7 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
     in the MLflow run it had started.
     """
     check_ranges(cfg)
+    follow_pretrained_input(cfg)
     ranks = join()
     if ranks:
         check_world_size(cfg, ranks)
