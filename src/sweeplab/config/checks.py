@@ -47,6 +47,7 @@ def check_ranges(cfg: DictConfig) -> None:
         ("dataset.val_fraction", 0 < cfg.dataset.val_fraction < 1, "must be between 0 and 1"),
         ("dataset.test_fraction", 0 <= cfg.dataset.test_fraction < 1, "must be in [0, 1) (0: no test split)"),
         ("dataset.val_split", cfg.dataset.val_split in VAL_SPLITS, f"must be one of {VAL_SPLITS}"),
+        ("dataset.cache", cfg.dataset.cache in ("auto", True, False), "must be auto, true or false"),
         ("trainer.epochs", cfg.trainer.epochs >= 1, "must be >= 1"),
         ("trainer.label_smoothing", 0 <= cfg.trainer.label_smoothing < 1, "must be in [0, 1)"),
         ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
@@ -74,6 +75,9 @@ def check_ranges(cfg: DictConfig) -> None:
                       f"must be at most optimizer.lr={cfg.optimizer.lr} (the schedule decays to it)"))
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
+    if (jobs_per_gpu := cfg.sweep.get("jobs_per_gpu")) is not None:
+        rules.append(("sweep.jobs_per_gpu", jobs_per_gpu >= 1, "must be >= 1 (null: one job per GPU where there are "
+                                                                 "several, any number on a single GPU)"))
     if cfg.trainer.ema_for_best and selected_metric(cfg.optimized_metric, False).startswith("train/"):
         rules.append(("optimized_metric", False, "must be a val/ metric with trainer.ema_for_best (the EMA is not "
                                                   "trained on)"))

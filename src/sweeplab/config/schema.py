@@ -65,6 +65,9 @@ class DatasetConfig:
     # Image folders are decoded at this size (resize shorter side, then center crop).
     image_size: int | None = None
     crop_size: int | None = None
+    # Image folders: keep each image decoded (its fixed-size uint8 form) in a file under paths.cache_dir, read at
+    # memory speed by later epochs, jobs and runs. auto: when it fits the free disk twice over; true; false.
+    cache: Any = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mean: list[float] = MISSING
     std: list[float] = MISSING
@@ -205,6 +208,9 @@ class SweepConfig:
 @dataclass
 class PathsConfig:
     data_dir: str = "data"
+    # Image folders' decoded images and header checks (`sweeplab cache` lists them); where this cannot be
+    # written, the user's cache dir (~/.cache/sweeplab).
+    cache_dir: str = "${paths.data_dir}/.sweeplab-cache"
     output_dir: str = "${hydra:runtime.output_dir}"
 
 

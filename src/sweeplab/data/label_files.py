@@ -10,14 +10,11 @@ refused as in image folders (sweeplab.data.sources.readable_samples).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from torch.utils.data import Dataset
-
 from sweeplab.core.errors import UserError, first_line
-from sweeplab.data.sources import Splits, carve_splits, checked_size, folder_decoder, read_rgb, readable_samples
+from sweeplab.data.sources import FolderDecoding, FolderImages, Splits, carve_splits, checked_size
 
 IMAGES, LABELS = "_image", "_label"
 # What torchvision's ImageFolder reads (torchvision.datasets.folder.IMG_EXTENSIONS); other files are skipped.
@@ -31,53 +28,25 @@ class LabelledFile(NamedTuple):
     name: str  # the class name the label file holds
 
 
-class LabelledImages(Dataset):
-    """(image path, class index) samples, decoded by `transform` when read: in DataLoader workers, so picklable.
-
-    `samples` and `root` (the split's folder) as torchvision's ImageFolder has them, which split digests read.
-    """
-
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable, root: Path):
-        self.samples = samples
-        self.transform = transform
-        self.root = str(root)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        path, label = self.samples[index]
-        return self.transform(read_rgb(path)), label
-
-
 def load_label_files(
     path: str | None, split_seed: int, val_fraction: float, image_size: int | None, crop_size: int | None,
-    policy: str = "none", test_fraction: float = 0.0, val_split: str = "train",
+    policy: str = "none", test_fraction: float = 0.0, val_split: str = "train", cache: object = False,
+    cache_dir: str | None = None,
 ) -> Splits:
-    """The splits of `path`, decoded as image folders are (sweeplab.data.sources.load_image_folder): a fixed size,
-    and the augmentation `policy` on training images only, in the DataLoader workers."""
-    from torchvision.transforms import v2
-
-    from sweeplab.data.policies import policy_transform
-
+    """The splits of `path`, decoded (and kept) as image folders are (sweeplab.data.sources.load_image_folder): a
+    fixed size, and the augmentation `policy` on training images only, in the DataLoader workers."""
     root = data_root(path)
-    decode = folder_decoder(checked_size(image_size, crop_size), crop_size)
+    images = FolderDecoding(checked_size(image_size, crop_size), crop_size, cache, cache_dir)
     labelled = read_split(root / "train")
     classes = class_names(labelled, root / "train")
 
-    def given(split: str) -> LabelledImages | None:
+    def given(split: str) -> FolderImages | None:
         folder = root / split
-        if not folder.is_dir():
-            return None
-        return LabelledImages(readable_samples(indexed(read_split(folder), classes, root), classes, folder), decode,
-                              folder)
+        return images.of(indexed(read_split(folder), classes, root), classes, folder) if folder.is_dir() else None
 
-    train_samples = readable_samples(indexed(labelled, classes, root), classes, root / "train")
-    augmented = v2.Compose([decode, policy_transform(policy)]) if policy != "none" else decode
-    train = LabelledImages(train_samples, augmented, root / "train")
-    plain = LabelledImages(train_samples, decode, root / "train") if policy != "none" else train  # for carved splits
-    return carve_splits(train, plain, given("val"), given("test"), classes, split_seed, val_fraction, test_fraction,
-                        val_split)
+    plain = images.of(indexed(labelled, classes, root), classes, root / "train")  # for carved splits
+    return carve_splits(plain.augmented(policy), plain, given("val"), given("test"), classes, split_seed,
+                        val_fraction, test_fraction, val_split)
 
 
 def data_root(path: str | None) -> Path:

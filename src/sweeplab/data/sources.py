@@ -12,7 +12,6 @@ named by `dataset.source._target_` in the config, so adding a data set adds no r
 
 from __future__ import annotations
 
-import copy
 import functools
 import gzip
 import importlib.util
@@ -20,6 +19,7 @@ import logging
 import os
 import pickle
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.data.digest import split_digest
+from sweeplab.data.folder_cache import DecodeCache, cache_folder, known_problems, open_decode_cache
 
 log = logging.getLogger(__name__)
 # A folder with more unreadable images than this share is refused (a broken copy, the wrong folder); fewer are skipped.
@@ -145,7 +146,8 @@ def with_validation(pool: Dataset, test: Dataset | None, classes: list[str], spl
 
 def load_image_folder(
     path: str, split_seed: int, val_fraction: float, image_size: int | None, crop_size: int | None,
-    policy: str = "none", test_fraction: float = 0.0, val_split: str = "train",
+    policy: str = "none", test_fraction: float = 0.0, val_split: str = "train", cache: object = False,
+    cache_dir: str | None = None,
 ) -> Splits:
     """`path/train/<class>/<image>` and, if present, `path/val/...` and `path/test/...`; a split that is
     absent is carved from train/ (test only with `test_fraction`), with validation's and test's images
@@ -154,12 +156,10 @@ def load_image_folder(
     Images are decoded by DataLoader workers to uint8 at a fixed size (resize the shorter side,
     then center crop); training images get the augmentation `policy` there too, each its own draw
     (1.45x faster than on the batches, benchmarks/augment_policy.py); the rest of the augmentation
-    happens later, on whole batches.
+    happens later, on whole batches. Each image is decoded once and kept (`cache`, in `cache_dir`: see
+    sweeplab.data.folder_cache).
     """
     from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
-
-    from sweeplab.data.policies import policy_transform
 
     if not path:  # imagefolder.yaml's `path: ???` cannot unset the schema's null default
         raise UserError("dataset.path is not set: point it at an image folder, e.g. dataset.path=/data/ants_bees")
@@ -167,35 +167,33 @@ def load_image_folder(
     layout = f"expected {root}/train/<class>/<image> (and optionally val/ and test/ beside train/, alike)"
     if not (root / "train").is_dir():
         raise UserError(f"no image folder at {root}: {layout}; point dataset.path at it")
-    decode = folder_decoder(checked_size(image_size, crop_size), crop_size)
+    images = FolderDecoding(checked_size(image_size, crop_size), crop_size, cache, cache_dir)
 
     class ContainedFolder(ImageFolder):
         make_dataset = staticmethod(contained_samples)
 
-    def folder(split: str) -> ImageFolder | None:
+    classes: list[str] = []
+
+    def folder(split: str) -> FolderImages | None:
         if split != "train" and not (root / split).is_dir():
             return None
         try:
-            found = ContainedFolder(str(root / split), transform=decode, loader=read_rgb)
+            found = ContainedFolder(str(root / split), loader=read_rgb)
         except FileNotFoundError as error:
             raise UserError(f"{error}: {layout}") from None
-        if split != "train" and found.classes != train.classes:
-            raise UserError(f"{root}/{split} has classes {found.classes} but {root}/train has {train.classes}: "
+        if split != "train" and found.classes != classes:
+            raise UserError(f"{root}/{split} has classes {found.classes} but {root}/train has {classes}: "
                             "make them match")
-        found.samples = found.imgs = readable_samples(found.samples, found.classes, root / split)
-        found.targets = [label for _, label in found.samples]
-        return found
+        classes[:] = found.classes
+        return images.of(found.samples, found.classes, root / split)
 
-    train = folder("train")
-    if len(train.classes) < 2:
-        count = f"{len(train)} image{'' if len(train) == 1 else 's'}"
-        raise UserError(f"{root}/train holds one class folder ({train.classes[0]}/, {count}) and a classifier "
+    plain = folder("train")  # what carved val/test images are read through
+    if len(classes) < 2:
+        count = f"{len(plain)} image{'' if len(plain) == 1 else 's'}"
+        raise UserError(f"{root}/train holds one class folder ({classes[0]}/, {count}) and a classifier "
                         "needs at least two: add a folder of images for each other class beside it")
-    plain = train  # what carved val/test images are read through
-    if policy != "none":
-        train = copy.copy(plain)  # the same checked files, decoded with the policy as well (DatasetFolder.transform)
-        train.transform = v2.Compose([decode, policy_transform(policy)])
-    return carve_splits(train, plain, folder("val"), folder("test"), train.classes, split_seed, val_fraction,
+    train = plain.augmented(policy)  # the same checked files and cache, with the policy as well
+    return carve_splits(train, plain, folder("val"), folder("test"), classes, split_seed, val_fraction,
                         test_fraction, val_split)
 
 
@@ -271,6 +269,62 @@ def carve_splits(
     return Splits(kept, val, classes, test, policy_applied=plain is not train)
 
 
+@dataclass(frozen=True)
+class FolderDecoding:
+    """How a loader's folders are decoded (a fixed size) and kept (dataset.cache in paths.cache_dir)."""
+
+    image_size: int
+    crop_size: int | None
+    cache: object = False  # auto, True or False
+    cache_dir: str | None = None
+
+    def of(self, samples: list[tuple[str, int]], classes: list[str], folder: Path) -> FolderImages:
+        """The readable images of `samples` in `folder` (sweeplab.data.sources.readable_samples), read through the
+        folder's decode cache when there is one."""
+        kept_in = cache_folder(self.cache_dir) if self.cache_dir else None
+        samples = readable_samples(samples, classes, folder, kept_in)
+        size = self.crop_size or self.image_size
+        settings = {"folder": str(folder), "image_size": self.image_size, "crop_size": self.crop_size}
+        decoded = open_decode_cache(self.cache, kept_in, samples, (3, size, size), settings)
+        return FolderImages(samples, folder, folder_decoder(self.image_size, self.crop_size), decoded)
+
+
+class FolderImages(Dataset):
+    """(image path, class index) samples, decoded when read (in DataLoader workers, so picklable): from the decode
+    cache when it holds the image, else by `decode` (and then kept there), then `augment`ed if a policy is set.
+
+    `samples` and `root` (the split's folder) as torchvision's ImageFolder has them, which split digests read.
+    """
+
+    def __init__(self, samples: list[tuple[str, int]], root: Path, decode: Callable, cache: DecodeCache | None = None,
+                 augment: Callable | None = None):
+        self.samples = samples
+        self.root = str(root)
+        self.decode = decode
+        self.cache = cache
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        image = self.cache.read(index) if self.cache else None
+        if image is None:
+            image = self.decode(read_rgb(path))
+            if self.cache:
+                self.cache.write(index, image)
+        return (self.augment(image) if self.augment else image), label
+
+    def augmented(self, policy: str) -> FolderImages:
+        """These images with the augmentation `policy` applied to each (itself for none)."""
+        if policy == "none":
+            return self
+        from sweeplab.data.policies import policy_transform
+
+        return FolderImages(self.samples, Path(self.root), self.decode, self.cache, policy_transform(policy))
+
+
 def folder_decoder(image_size: int, crop_size: int | None):
     """PIL image -> uint8 CHW at a fixed size: resize the shorter side, then center crop."""
     from torchvision.transforms import v2
@@ -296,14 +350,16 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(values / 257), 0, 255).astype(np.uint8), mode="L")
 
 
-def readable_samples(samples: list[tuple[str, int]], classes: list[str], folder: Path) -> list[tuple[str, int]]:
-    """`samples` without the files PIL cannot open as an image of a safe size.
+def readable_samples(samples: list[tuple[str, int]], classes: list[str], folder: Path,
+                     kept_in: Path | None = None) -> list[tuple[str, int]]:
+    """`samples` without the files PIL cannot open as an image of a safe size (found once, then kept in
+    `kept_in` for the next run over the same files).
 
     A few such files (one corrupt download in thousands) are skipped with one warning naming them,
     so that a long run does not stop on them mid-epoch; more than MOST_UNREADABLE of them, or a class
     left without images, stop the run: that is a broken copy or the wrong folder, not bad luck.
     """
-    problems = {path: problem for path, _ in samples if (problem := image_problem(path))}
+    problems = known_problems(kept_in, samples, image_problem)
     if not problems:
         return samples
     kept = [(path, label) for path, label in samples if path not in problems]
