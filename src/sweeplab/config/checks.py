@@ -75,7 +75,7 @@ def check_ranges(cfg: DictConfig) -> None:
                       f"must be at most optimizer.lr={cfg.optimizer.lr} (the schedule decays to it)"))
     if cfg.dataset.eval_batch_size is not None:
         rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
-    if (jobs_per_gpu := cfg.sweep.get("jobs_per_gpu")) is not None:
+    if (jobs_per_gpu := cfg.sweep.jobs_per_gpu) is not None:
         rules.append(("sweep.jobs_per_gpu", jobs_per_gpu >= 1, "must be >= 1 (null: one job per GPU where there are "
                                                                  "several, any number on a single GPU)"))
     if cfg.trainer.ema_for_best and selected_metric(cfg.optimized_metric, False).startswith("train/"):

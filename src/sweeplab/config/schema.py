@@ -203,6 +203,9 @@ class SweepConfig:
     timeout: float | None = None
     # Print what the sweep would run (a grid's jobs, a search's space and trials to go) and exit: nothing runs.
     plan: bool = False
+    # Jobs of a parallel sweep (hydra/launcher=joblib) on each GPU at once, each holding a slot of it; null: one job
+    # per GPU on a machine with several, any number on a single GPU.
+    jobs_per_gpu: int | None = None
 
 
 @dataclass

@@ -154,12 +154,16 @@ def not_started(cfg: DictConfig, job: HydraJob, run_dir: Path, timeout: float) -
 
 
 def gpu_slot(cfg: DictConfig, job: HydraJob) -> contextlib.AbstractContextManager[int | None]:
-    """A sweep's job on a machine with several GPUs holds one of them while it trains (None: the default one; a job
-of several tasks takes a GPU per task by local rank)."""
-    gpus = torch.cuda.device_count()  # NVML's count: CUDA is not initialised by it
-    if not job.multirun or job.tasks > 1 or cfg.device.type not in ("auto", "cuda") or gpus < 2:
+    """A sweep's job holds a slot of a GPU while it trains: a GPU of its own on a machine with several, or one of
+sweep.jobs_per_gpu places on each GPU when that is set, on a single GPU too (None: the default GPU, shared by any
+number of jobs; a job of several tasks takes a GPU per task by local rank)."""
+    if not job.multirun or job.tasks > 1 or cfg.device.type not in ("auto", "cuda"):
         return contextlib.nullcontext(None)
-    return DeviceSlots(Path(job.sweep_dir), gpus).slot()  # type: ignore[arg-type]
+    gpus = torch.cuda.device_count()  # NVML's count: CUDA is not initialised by it
+    jobs_per_gpu = cfg.sweep.jobs_per_gpu
+    if gpus == 0 or (jobs_per_gpu is None and gpus == 1):
+        return contextlib.nullcontext(None)
+    return DeviceSlots(Path(job.sweep_dir), gpus, jobs_per_gpu or 1).slot()  # type: ignore[arg-type]
 
 
 def resume_command(overrides: list[str], run_dir: Path) -> str:
