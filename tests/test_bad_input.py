@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,130 @@ def test_a_server_that_cannot_start_is_one_line(arguments: list[str], line: str,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_FLASK_SERVER_SECRET_KEY", raising=False)
     assert cli_error(["server", *arguments], capsys).startswith(line)
+
+
+# Tracking stores, ports and hosts: refused in one line before anything starts (no hang).
+
+STORES = {
+    "damaged": ("bad.db", "is not an sqlite database (damaged, or another kind of file)"),
+    "a folder": ("folder", "is a folder, not an sqlite file"),
+}
+
+
+@pytest.fixture
+def bad_stores(tmp_path: Path) -> Path:
+    (tmp_path / "bad.db").write_bytes(b"these bytes are no sqlite database\n" * 10)
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("kind", STORES)
+@pytest.mark.parametrize("command", ["compare", "ui", "predict"])
+def test_a_damaged_or_folder_sqlite_store_is_one_line(command: str, kind: str, bad_stores: Path, capsys) -> None:
+    name, says = STORES[kind]
+    uri = f"sqlite:///{bad_stores / name}"
+    argv = {"compare": ["compare", "--uri", uri], "ui": ["ui", "--uri", uri],
+            "predict": ["predict", "--run", "0123456789abcdef0123456789abcdef", "--uri", uri, "x.png"]}[command]
+    assert says in cli_error(argv, capsys)
+    assert (bad_stores / "bad.db").read_bytes() == b"these bytes are no sqlite database\n" * 10  # kept as it was
+
+
+@pytest.mark.parametrize(("uri", "says"), [
+    ("file:///tmp/mlruns", "is a file store, which MLflow 3 no longer writes: use sqlite:///mlflow.db"),
+    ("foo://bar", "has a scheme MLflow does not track in (foo)"),
+    ("sqlite:///{tmp}/bad.db", "is not an sqlite database"),
+])
+def test_train_py_refuses_a_store_it_cannot_record_in_within_seconds(uri: str, says: str, bad_stores: Path) -> None:
+    """A run and a sweep alike, before training: no run dir is trained in, nothing hangs."""
+    for sweep in ([], ["-m", "optimizer.lr=1e-3,1e-2"]):
+        result = run_train(*sweep, f"tracking.uri={uri.format(tmp=bad_stores)}", cwd=bad_stores, timeout=60)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode != 0 and len(errors) == 1 and says in errors[0], result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert not list(bad_stores.glob("**/checkpoints"))
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["ui", "--port", "70000"], "argument --port: 70000 is not a port: give a number from 1 to 65535"),
+    (["server", "--port", "0"], "argument --port: 0 is not a port"),
+    (["ui", "--host", "no-such-host.invalid"], "--host no-such-host.invalid is not an address this machine can listen"),
+    (["ui", "--host", "192.0.2.1"], "--host 192.0.2.1 is not an address this machine can listen on"),
+], ids=["ui port", "server port", "unknown host", "another machine's address"])
+def test_ports_and_hosts_that_cannot_be_listened_on_are_one_line(argv: list[str], says: str, tmp_path: Path,
+                                                                  capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_code:
+        main(argv)
+    assert exit_code.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and says in errors[0]
+
+
+# Config errors: fast, before any dir, torch or MLflow run.
+
+@pytest.mark.parametrize("override", ["optimizer.lr=-1", "seed=-1", "seed=4294967296", "dataset.image_size=-5",
+                                      "dataset.augment.random_crop_padding=-1", "model.hidden=[-3]"])
+def test_a_value_out_of_range_is_answered_before_torch_or_any_run_dir(override: str, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    result = run_train(override, cwd=tmp_path)
+    seconds = time.perf_counter() - started
+    key = override.split("=")[0]
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {key}=") and "is invalid" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "no run dir, no mlflow.db"
+    assert seconds < 5, seconds  # half a second on a quiet machine; a loaded test worker is slower
+
+
+def test_batch_normalisation_given_one_image_a_step_is_refused_and_leaves_no_mlflow_run(train_here, tmp_path: Path
+                                                                                         ) -> None:
+    result = train_here("model=resnet18", "dataset.batch_size=1", "trainer.epochs=1", "export.onnx=false",
+                        "trainer.progress=false", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1
+    assert "model=resnet18 has batch normalisation, which needs at least 2 images a training step" in errors[0]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == []  # refused before its first epoch: deleted, not left FAILED
+    assert [run.info.lifecycle_stage for run in client.search_runs(experiments, run_view_type=3)] == ["deleted"]
+
+
+def test_a_resume_refused_for_a_damaged_checkpoint_keeps_the_runs_record(train_here, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    arguments = ["trainer.epochs=1", "tracking.enabled=false", "export.onnx=false", "trainer.progress=false",
+                 f"hydra.run.dir={run_dir}"]
+    assert train_here(*arguments, cwd=tmp_path).returncode == 0
+    record = json.loads((run_dir / RESULT_FILE).read_text()) | {"status": "KILLED", "reason": "SIGTERM"}
+    (run_dir / RESULT_FILE).write_text(json.dumps(record))
+    last = run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    result = train_here(*arguments, cwd=tmp_path)
+    assert result.returncode != 0 and f"error: {last} is not a readable checkpoint" in result.stderr
+    assert json.loads((run_dir / RESULT_FILE).read_text()) == record
+
+
+def test_a_result_file_that_is_a_folder_is_one_line_before_hydra_writes(tmp_path: Path) -> None:
+    (tmp_path / "run" / RESULT_FILE).mkdir(parents=True)
+    result = run_train(f"hydra.run.dir={tmp_path / 'run'}", "tracking.enabled=false", cwd=tmp_path)
+    assert result.returncode == 2 and "is a folder (or another kind of file), not the run's record" in result.stderr
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [RESULT_FILE]
+
+
+# Searches: a malformed space or a damaged study storage, one line before any trial.
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("optimizer.lr=interval(0.1,0.001)", "`low <= high` must hold"),
+    ("optimizer.lr=tag(log,interval(0,0.1))", "`low > 0` must hold for `log=True`"),
+])
+def test_a_malformed_search_space_is_one_line(override: str, says: str, tmp_path: Path) -> None:
+    result = run_train("-m", "hparams_search=digits_mlp", override, cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1 and says in errors[0] and "low below high" in errors[0]
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_a_damaged_study_storage_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "optuna.db").write_bytes(b"not a database at all\n" * 8)
+    result = run_train("-m", "hparams_search=digits_mlp", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith("error: hydra.sweeper.storage=sqlite:///optuna.db: optuna.db is not an sqlite")
+    assert (tmp_path / "optuna.db").read_bytes() == b"not a database at all\n" * 8

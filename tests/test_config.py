@@ -11,7 +11,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from sweeplab.config.checks import check_ranges
+from sweeplab.config.checks import RANGES, check_ranges
 from sweeplab.config.schema import config_dir
 from sweeplab.core.errors import UserError
 from sweeplab.core.vocabulary import metric_mode
@@ -48,6 +48,32 @@ def test_every_group_option_composes_and_resolves(option: str, compose_train) ->
     node = OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
     assert isinstance(node, dict) and node
     check_ranges(cfg)
+
+
+def numeric_keys(compose_train) -> dict[str, tuple[str, list[str]]]:
+    """Every int or float key (lists of them too) of every option of every group, and of the top level: its declared
+    type and the overrides of an option that has it."""
+    from sweeplab.config.reference import TOP_LEVEL, keys
+
+    found = {}
+    for option in group_options():
+        group, base = option.split("=")[0], [option, *REQUIRED.get(option, [])]
+        found |= {key.name: (key.declared, base) for key in keys(compose_train(base)[group], f"{group}.")
+                  if key.name not in found}
+    found |= {key.name: (key.declared, []) for key in keys(compose_train(), "") if key.name.split(".")[0] in TOP_LEVEL}
+    return {name: found[name] for name in found if "int" in found[name][0] or "float" in found[name][0]}
+
+
+def test_every_numeric_key_has_a_range_checked_before_compute(compose_train) -> None:
+    """RANGES is the whole list: a numeric key added to the schema without a range fails here, and each range is
+    checked: a value far outside it is refused in one line naming the key."""
+    numeric = numeric_keys(compose_train)
+    assert sorted(set(numeric) - set(RANGES)) == []
+    assert sorted(set(RANGES) - set(numeric)) == []  # no range for a key that is gone
+    for key, (declared, base) in numeric.items():
+        bad = "[-5]" if "list" in declared else "-5"
+        with pytest.raises(UserError, match=f"^{key}=.* is invalid"):
+            check_ranges(compose_train([*base, f"{key}={bad}"]))
 
 
 def test_dataset_keys_flow_into_source(compose_train) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import socket
@@ -18,8 +19,26 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def port_number(text: str) -> int:
+    """--port: a TCP port, 1 to 65535 (argparse says what is wrong in its one error line)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: give a number from 1 to 65535, e.g. 5000")
+    return port
+
+
 def check_port_free(host: str, port: int, command: str) -> None:
-    """A port something already answers on is refused in one line that names the command with another port."""
+    """A --host this machine cannot listen on, or a port something already answers on, is refused in one line that
+    names the fix."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as listener:
+            listener.bind((host, 0))
+    except OSError as error:  # socket.gaierror included: a name that does not resolve
+        raise UserError(f"--host {host} is not an address this machine can listen on ({error.strerror or error}): "
+                        f"use {LOOPBACK} (this machine only) or 0.0.0.0 (every network)") from None
     with socket.socket() as probe:
         probe.settimeout(2)  # a --host that does not answer is no port in use
         if probe.connect_ex((host, port)) == 0:

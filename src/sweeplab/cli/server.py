@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, without_genai_jobs
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, without_genai_jobs
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import ARTIFACTS_DIR, resolve_uri
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(default: ./%(default)s)")
     parser.add_argument("--host", default=LOOPBACK,
                         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for a team)")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=port_number, default=5000)
     parser.add_argument("--workers", type=int, default=4, help="server processes (default: %(default)s)")
     parser.add_argument("--auth", action="store_true",
                         help="MLflow's basic auth: users and passwords, per-experiment permissions")

@@ -6,15 +6,15 @@ import argparse
 import os
 import sys
 
-from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, without_genai_jobs
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, without_genai_jobs
 from sweeplab.core.masking import masked_text
-from sweeplab.tracking.store import is_http, resolve_uri
+from sweeplab.tracking.store import check_reachable, is_http, resolve_uri
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ui", help=__doc__.split(": ", 1)[1], description=__doc__)
     parser.add_argument("--uri", help="tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=port_number, default=5000)
     parser.add_argument("--host", default=LOOPBACK,
                         help="address to listen on (default: %(default)s, this machine only); 0.0.0.0 exposes the "
                         "runs to anyone who can reach the port: MLflow has no authentication by default")
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if is_http(uri):
         print(f"runs are on the tracking server {masked_text(uri)}: open it in a browser (it serves the MLflow UI)")
         return 0
+    check_reachable(uri)
     check_port_free(args.host, args.port, "sweeplab ui")
     if warning := exposure_warning(args.host, args.port):
         print(warning, file=sys.stderr)

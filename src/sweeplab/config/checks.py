@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,21 +16,80 @@ POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment")
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 VAL_SPLITS = ("train", "test")
 
-# Values torch takes with a traceback, or takes and then diverges or divides by zero on, by key: (within range,
-# the requirement). Checked only where the chosen optimizer or scheduler has the key.
-OPTIMIZER_RANGES = {
-    "weight_decay": (lambda value: value >= 0, "must be >= 0 (0 turns it off)"),
-    "momentum": (lambda value: 0 <= value < 1, "must be in [0, 1) (0 turns it off)"),
-    "alpha": (lambda value: 0 <= value < 1, "must be in [0, 1) (RMSprop's smoothing of squared gradients)"),
-    "betas": (lambda value: len(value) == 2 and all(0 <= beta < 1 for beta in value),
-              "must be two values in [0, 1), e.g. [0.9,0.999]"),
-}
-SCHEDULER_RANGES = {
-    "warmup_epochs": (lambda value: value >= 0, "must be >= 0 (0: no warm-up)"),
-    "step_epochs": (lambda value: value >= 1, "must be >= 1 (the epochs between two decays)"),
-    "gamma": (lambda value: 0 < value <= 1, "must be in (0, 1] (what each decay multiplies the learning rate by)"),
-    "min_lr": (lambda value: value >= 0, "must be >= 0"),
-    "pct_start": (lambda value: 0 < value < 1, "must be in (0, 1) (the share of the run spent warming up)"),
+Range = tuple[Callable[[Any], bool], str]  # (the value is valid, what a valid value is)
+
+
+def at_least(bound: float, why: str = "") -> Range:
+    return (lambda value: value >= bound, f"must be >= {bound}{why}")
+
+
+def above(bound: float, why: str = "") -> Range:
+    return (lambda value: value > bound, f"must be > {bound}{why}")
+
+
+def within(low: float, high: float, text: str, why: str = "") -> Range:
+    """`text` names the interval as written ([0, 1), (0, 1] ...); its brackets decide which ends are in it."""
+    low_in, high_in = text.startswith("["), text.endswith("]")
+    return (lambda value: (low <= value if low_in else low < value) and (value <= high if high_in else value < high),
+            f"must be in {text}{why}")
+
+
+def each(check: Range, what: str) -> Range:
+    return (lambda values: len(values) > 0 and all(check[0](value) for value in values), f"must list {what}")
+
+
+PROBABILITY = within(0, 1, "[0, 1]", " (a probability)")
+# Every numeric key's valid values, by its dotted name: torch would take the others with a traceback, or take them
+# and diverge, divide by zero or loop forever. Checked wherever the composed config has the key (a model's,
+# optimizer's or scheduler's own keys only with that option); null, where a key allows it, turns the key off. The
+# config reference shows them; tests/test_config.py fails on a numeric key without one.
+RANGES: dict[str, Range] = {
+    "seed": within(0, 2**32, "[0, 2**32)", " (numpy's seeds; torchrun's ranks add their rank, modulo 2**32)"),
+    "dataset.batch_size": at_least(1),
+    "dataset.eval_batch_size": at_least(1),
+    "dataset.num_workers": at_least(0, " (0: images are read in the training process)"),
+    "dataset.val_fraction": within(0, 1, "(0, 1)"),
+    "dataset.test_fraction": within(0, 1, "[0, 1)", " (0: no test split)"),
+    "dataset.image_size": at_least(1),
+    "dataset.crop_size": at_least(1),
+    "dataset.augment.random_crop_padding": at_least(0, " (0: no random crop)"),
+    "dataset.augment.random_erasing": PROBABILITY,
+    "dataset.augment.mixup_alpha": at_least(0, " (0 turns mixup off)"),
+    "dataset.augment.cutmix_alpha": at_least(0, " (0 turns cutmix off)"),
+    "dataset.augment.mix_prob": PROBABILITY,
+    "dataset.augment.switch_prob": PROBABILITY,
+    "dataset.mean": each(within(0, 1, "[0, 1]"), "one value in [0, 1] per channel (images are scaled to [0, 1])"),
+    "dataset.std": each(above(0), "one value > 0 per channel (images are divided by it)"),
+    "model.min_size": at_least(0, " (0 keeps the data's size)"),
+    "model.width": above(0, " (a multiplier of the layers' widths)"),
+    "model.hidden": (lambda widths: all(width >= 1 for width in widths),
+                     "must list widths >= 1 (a layer of 0 units passes nothing on: the network could not learn)"),
+    "optimizer.lr": above(0),
+    "optimizer.weight_decay": at_least(0, " (0 turns it off)"),
+    "optimizer.momentum": within(0, 1, "[0, 1)", " (0 turns it off)"),
+    "optimizer.alpha": within(0, 1, "[0, 1)", " (RMSprop's smoothing of squared gradients)"),
+    "optimizer.betas": (lambda betas: len(betas) == 2 and all(0 <= beta < 1 for beta in betas),
+                        "must be two values in [0, 1), e.g. [0.9,0.999]"),
+    "scheduler.warmup_epochs": at_least(0, " (0: no warm-up)"),
+    "scheduler.step_epochs": at_least(1, " (the epochs between two decays)"),
+    "scheduler.gamma": within(0, 1, "(0, 1]", " (what each decay multiplies the learning rate by)"),
+    "scheduler.min_lr": at_least(0),
+    "scheduler.pct_start": within(0, 1, "(0, 1)", " (the share of the run spent warming up)"),
+    "trainer.epochs": at_least(1),
+    "trainer.grad_clip": above(0, " (or null)"),
+    "trainer.accumulate_grad_batches": at_least(1, " (1: every batch in one pass)"),
+    "trainer.label_smoothing": within(0, 1, "[0, 1)"),
+    "trainer.early_stopping_patience": at_least(1),
+    "trainer.log_every_n_steps": at_least(1),
+    "trainer.ema_decay": within(0, 1, "(0, 1)", ", e.g. 0.999"),
+    "trainer.overfit_batches": at_least(0, " (0 turns it off)"),
+    "trainer.profile_steps": at_least(0, " (0 turns it off)"),
+    "trainer.checkpoint_every_n_steps": at_least(0, " (0: epoch ends only)"),
+    "tracking.flush_seconds": at_least(0, " (0: sent as they come)"),
+    "export.tolerance": above(0),
+    "export.num_images": at_least(1),
+    "sweep.timeout": above(0, " (wall seconds)"),
+    "sweep.jobs_per_gpu": at_least(1, " (null: one job per GPU where there are several, any number on one GPU)"),
 }
 
 
@@ -41,43 +101,25 @@ def check_ranges(cfg: DictConfig) -> None:
     if missing:
         raise UserError(f"{missing[0]} is required but not set: pass it, e.g. `{missing[0]}=...`")
     rules = [
-        ("optimizer.lr", cfg.optimizer.lr > 0, "must be > 0"),
-        ("dataset.batch_size", cfg.dataset.batch_size >= 1, "must be >= 1"),
-        ("dataset.num_workers", cfg.dataset.num_workers >= 0, "must be >= 0"),
-        ("dataset.val_fraction", 0 < cfg.dataset.val_fraction < 1, "must be between 0 and 1"),
-        ("dataset.test_fraction", 0 <= cfg.dataset.test_fraction < 1, "must be in [0, 1) (0: no test split)"),
+        (key, within(value), requirement) for key, (within, requirement) in RANGES.items()
+        if (value := OmegaConf.select(cfg, key, default=None)) is not None
+    ]
+    rules += [
         ("dataset.val_split", cfg.dataset.val_split in VAL_SPLITS, f"must be one of {VAL_SPLITS}"),
         ("dataset.cache", cfg.dataset.cache in ("auto", True, False), "must be auto, true or false"),
-        ("trainer.epochs", cfg.trainer.epochs >= 1, "must be >= 1"),
-        ("trainer.label_smoothing", 0 <= cfg.trainer.label_smoothing < 1, "must be in [0, 1)"),
         ("trainer.precision", cfg.trainer.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
         ("device.type", cfg.device.type in DEVICE_TYPES, f"must be one of {DEVICE_TYPES}"),
         ("optimized_metric", objectives_ok(cfg.optimized_metric),
          f"must be one of {OPTIMIZABLE}, or a list of them and of {RUN_COSTS}, with one of the first"),
-        ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps >= 1, "must be >= 1"),
-        ("model.width", cfg.model.get("width", 1.0) > 0, "must be > 0 (a multiplier of the layers' widths)"),
-        ("model.hidden", all(width >= 1 for width in cfg.model.get("hidden") or []),
-         "must list widths >= 1 (a layer of 0 units passes nothing on: the network could not learn)"),
-        ("dataset.std", all(std > 0 for std in cfg.dataset.std),
-         "must be > 0 for every channel (images are divided by it)"),
         ("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches <= cfg.dataset.batch_size,
          f"must be at most dataset.batch_size={cfg.dataset.batch_size} (each micro-batch needs an image)"),
-        ("export.tolerance", cfg.export.tolerance > 0, "must be > 0"),
-        ("export.num_images", cfg.export.num_images >= 1, "must be >= 1"),
     ]
-    rules += augment_rules(cfg.dataset.augment) + trainer_rules(cfg.trainer)
-    rules += present_rules("optimizer", cfg.optimizer, OPTIMIZER_RANGES)
-    rules += present_rules("scheduler", cfg.scheduler, SCHEDULER_RANGES)
+    rules += categorical_rules(cfg.dataset.augment, cfg.trainer)
     if cfg.optimizer.get("nesterov"):
         rules.append(("optimizer.momentum", cfg.optimizer.momentum > 0, "must be > 0 with optimizer.nesterov=true"))
     if "min_lr" in cfg.scheduler:
         rules.append(("scheduler.min_lr", cfg.scheduler.min_lr <= cfg.optimizer.lr,
                       f"must be at most optimizer.lr={cfg.optimizer.lr} (the schedule decays to it)"))
-    if cfg.dataset.eval_batch_size is not None:
-        rules.append(("dataset.eval_batch_size", cfg.dataset.eval_batch_size >= 1, "must be >= 1"))
-    if (jobs_per_gpu := cfg.sweep.jobs_per_gpu) is not None:
-        rules.append(("sweep.jobs_per_gpu", jobs_per_gpu >= 1, "must be >= 1 (null: one job per GPU where there are "
-                                                                 "several, any number on a single GPU)"))
     if cfg.trainer.ema_for_best and selected_metric(cfg.optimized_metric, False).startswith("train/"):
         rules.append(("optimized_metric", False, "must be a val/ metric with trainer.ema_for_best (the EMA is not "
                                                   "trained on)"))
@@ -96,48 +138,20 @@ def objectives_ok(optimized_metric: Any) -> bool:
             and any(name in OPTIMIZABLE for name in names))
 
 
-def present_rules(group: str, node: DictConfig, ranges: dict) -> list[tuple[str, bool, str]]:
-    return [(f"{group}.{key}", within(node[key]), requirement)
-            for key, (within, requirement) in ranges.items() if key in node]
-
-
-def augment_rules(augment: DictConfig) -> list[tuple[str, bool, str]]:
-    key = "dataset.augment."
+def categorical_rules(augment: DictConfig, trainer: DictConfig) -> list[tuple[str, bool, str]]:
+    """The keys whose values are names, or whose range depends on another key."""
     return [
-        (key + "policy", augment.policy in POLICIES, f"must be one of {POLICIES}"),
-        (key + "random_erasing", 0 <= augment.random_erasing <= 1, "must be a probability, in [0, 1]"),
-        (key + "mixup_alpha", augment.mixup_alpha >= 0, "must be >= 0 (0 turns mixup off)"),
-        (key + "cutmix_alpha", augment.cutmix_alpha >= 0, "must be >= 0 (0 turns cutmix off)"),
-        (key + "mix_prob", 0 <= augment.mix_prob <= 1, "must be a probability, in [0, 1]"),
-        (key + "switch_prob", 0 <= augment.switch_prob <= 1, "must be a probability, in [0, 1]"),
-    ]
-
-
-def trainer_rules(trainer: DictConfig) -> list[tuple[str, bool, str]]:
-    rules = [
-        ("trainer.overfit_batches", trainer.overfit_batches >= 0, "must be >= 0 (0 turns it off)"),
-        ("trainer.profile_steps", trainer.profile_steps >= 0, "must be >= 0 (0 turns it off)"),
-        ("trainer.checkpoint_every_n_steps", trainer.checkpoint_every_n_steps >= 0,
-         "must be >= 0 (0: epoch ends only)"),
+        ("dataset.augment.policy", augment.policy in POLICIES, f"must be one of {POLICIES}"),
         ("trainer.keep_checkpoints", trainer.keep_checkpoints in KEPT_CHECKPOINTS,
          f"must be one of {', '.join(KEPT_CHECKPOINTS)}"),
-        ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches >= 1,
-         "must be >= 1 (1: every batch in one pass)"),
         ("trainer.log_every_n_steps", not trainer.profile_steps or trainer.log_every_n_steps == 1,
          "must be 1 with trainer.profile_steps (the profiler steps at logging steps; debug=profile sets it)"),
         ("trainer.ema_for_best", not trainer.ema_for_best or trainer.ema_decay is not None,
          "needs trainer.ema_decay (e.g. 0.999)"),
+        *((f"trainer.{key}", batch_limit_ok(trainer[key]),
+           "must be a count of batches (an int >= 1), a fraction (a float in (0, 1]) or null")
+          for key in ("limit_train_batches", "limit_val_batches")),
     ]
-    if trainer.ema_decay is not None:
-        rules.append(("trainer.ema_decay", 0 < trainer.ema_decay < 1, "must be in (0, 1), e.g. 0.999"))
-    if trainer.early_stopping_patience is not None:
-        rules.append(("trainer.early_stopping_patience", trainer.early_stopping_patience >= 1, "must be >= 1"))
-    if trainer.grad_clip is not None:
-        rules.append(("trainer.grad_clip", trainer.grad_clip > 0, "must be > 0 (or null)"))
-    for key in ("limit_train_batches", "limit_val_batches"):
-        rules.append((f"trainer.{key}", batch_limit_ok(trainer[key]),
-                      "must be a count of batches (an int >= 1), a fraction (a float in (0, 1]) or null"))
-    return rules
 
 
 def check_world_size(cfg: DictConfig, ranks: Ranks) -> None:

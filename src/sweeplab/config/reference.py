@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from sweeplab.config.checks import RANGES
 from sweeplab.config.schema import config_dir, register_configs
 
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "device", "trainer", "tracking")
-TOP_LEVEL = ("seed", "optimized_metric", "paths", "export")
+TOP_LEVEL = ("seed", "optimized_metric", "paths", "export", "sweep")
 COMMAND = "python -m sweeplab.config.reference > docs/reference/config.md"
 
 
@@ -130,9 +131,17 @@ def cell(text: str) -> str:
 
 def table(rows: list[Key]) -> list[str]:
     """A Markdown table of keys; the type as text, since a `|` in a code span breaks GitHub's tables."""
-    lines = ["| key | type | default | description |", "|---|---|---|---|"]
-    lines += [f"| `{row.name}` | {cell(row.declared)} | `{row.default}` | {cell(row.comment)} |" for row in rows]
+    lines = ["| key | type | default | valid values | description |", "|---|---|---|---|---|"]
+    lines += [f"| `{row.name}` | {cell(row.declared)} | `{row.default}` | {cell(valid_values(row.name))} | "
+              f"{cell(row.comment)} |" for row in rows]
     return lines
+
+
+def valid_values(key: str) -> str:
+    """What check_ranges accepts for a numeric key (sweeplab.config.checks.RANGES), said shortly."""
+    if key not in RANGES:
+        return ""
+    return RANGES[key][1].removeprefix("must be ").removeprefix("must list ")
 
 
 def yaml_header(path: Path) -> str:
@@ -181,7 +190,8 @@ def page() -> str:
         "",
         "Every key of every option of the config groups, as Hydra composes `python train.py group=option`:",
         "its type in the structured-config schema (`src/sweeplab/config/schema.py`,",
-        "`src/sweeplab/config/optimizers.py`), its default, and the schema's comment on it. `???` marks a key",
+        "`src/sweeplab/config/optimizers.py`), its default, the values a run accepts (checked before anything",
+        "runs: sweeplab.config.checks.RANGES) and the schema's comment on it. `???` marks a key",
         "that must be given; `${...}` is an interpolation, resolved when the run starts. Keys typed `Any` are",
         "not checked by the schema. Override any key with `group.key=value`.",
         "",

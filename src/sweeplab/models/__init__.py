@@ -72,6 +72,14 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int], num_classes:
     return model
 
 
+def check_batch_statistics(model: nn.Module, name: str, images_per_step: int) -> None:
+    """Batch normalisation needs two images a training step to take statistics over: refuse one, before training."""
+    if images_per_step < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UserError(f"model={name} has batch normalisation, which needs at least 2 images a training step, and "
+                        f"this run gives it {images_per_step} (dataset.batch_size split over torchrun's processes and "
+                        "trainer.accumulate_grad_batches): raise dataset.batch_size, e.g. dataset.batch_size=32")
+
+
 def follow_pretrained_input(cfg: DictConfig) -> None:
     """Pretrained timm weights: the data's mean/std and input size become what the weights were trained on.
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from sweeplab.config.checks import check_ranges
 from sweeplab.core.errors import UserError, exit_on_user_error
 from sweeplab.core.vocabulary import HYDRA_DIR, MULTIRUN_RECORD, RESULT_FILE
 from sweeplab.runs.results import check_same_job, read_result
@@ -59,6 +60,8 @@ class RunDirGuard(Callback):
     UserError it would turn into a warning and go on)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A value out of range too: said in half a second, before torch loads or any dir or MLflow run exists.
+        exit_on_user_error(check_ranges)(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
         run_dir = Path(config.hydra.run.dir)
         exit_on_user_error(check_writable)(run_dir, "hydra.run.dir")
         exit_on_user_error(check_run_dir)(run_dir, list(config.hydra.overrides.task))

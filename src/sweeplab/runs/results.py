@@ -60,10 +60,15 @@ def read_result(run_dir: Path) -> JobResult | None:
     """The job's recorded outcome; a damaged file is refused rather than guessed at: resuming it could train
     the wrong job in this dir, starting over would overwrite its checkpoints."""
     path = run_dir / RESULT_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
+    if not path.is_file():
+        raise UserError(f"{path} is a folder (or another kind of file), not the run's record: remove it to run this "
+                        "job again from the start (which overwrites its checkpoints), or pass another run dir")
     try:
         return JobResult(**json.loads(path.read_text()))
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({error.strerror}): fix its permissions") from None
     except (ValueError, TypeError) as error:  # not JSON (or not UTF-8), or not a result's fields
         raise UserError(f"{path} is damaged ({first_line(error)}): restore it, or delete it to run this job again "
                         "from the start (which overwrites its checkpoints)") from None

@@ -46,6 +46,7 @@ from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import FINISHED, PRUNED, RUNNING, SEARCH_FILE, metric_mode, objectives
 from sweeplab.runs.results import JobResult, read_result
 from sweeplab.sweeps.job_pools import Pool, pool_for, trials_in_flight
+from sweeplab.tracking.store import sqlite_error
 
 log = logging.getLogger(__name__)
 DONE = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -234,12 +235,21 @@ def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], lis
     for override in OverridesParser.create().parse_overrides(arguments):
         key = override.get_key_element()
         if override.is_sweep_override():
-            space[key] = distribution(override)
+            space[key] = checked_distribution(override)
             fixed.pop(key, None)
         else:
             space.pop(key, None)
             fixed[key] = override.input_line or f"{key}={override.get_value_element_as_str()}"
     return space, list(fixed.values())
+
+
+def checked_distribution(override: Override) -> BaseDistribution:
+    """The override's distribution; bounds Optuna refuses (reversed, log from 0 or below) are one line naming it."""
+    try:
+        return distribution(override)
+    except ValueError as error:
+        raise UserError(f"{override.input_line}: {first_line(error).rstrip('.')}: give interval(low, high) with low "
+                        "below high (and above 0 under tag(log, ...))") from None
 
 
 def distribution(override: Override) -> BaseDistribution:
@@ -345,6 +355,8 @@ def stored_study(options: DictConfig) -> optuna.Study | None:
     path = sqlite_file(options.storage)
     if path is not None and not path.is_file():
         return None
+    if path is not None and (problem := sqlite_error(path)):
+        raise UserError(f"hydra.sweeper.storage={options.storage}: {problem}")
     try:
         return optuna.load_study(study_name=options.study_name, storage=open_storage(options.storage))
     except KeyError:

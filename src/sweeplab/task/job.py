@@ -30,12 +30,14 @@ from sweeplab.core.hydra_job import HydraJob
 from sweeplab.core.interrupts import how_interrupted
 from sweeplab.core.ranks import follower, launched
 from sweeplab.core.vocabulary import (
+    CHECKPOINTS_DIR,
     FAILED,
     FINISHED,
     KEEP_ALL,
     KEEP_BEST,
     KEEP_NONE,
     KILLED,
+    LAST_CHECKPOINT,
     NOT_STARTED,
     PENDING_FILE,
     PRUNED,
@@ -83,7 +85,7 @@ def run_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | I
     if follower():  # rank 0 writes the result, records the run and says how it ended
         train(cfg, job, previous is not None, Inline())
         return None
-    return recorded_job(cfg, job, train, recorder, resume=previous is not None)
+    return recorded_job(cfg, job, train, recorder, previous)
 
 
 def deliver_pending(cfg: DictConfig, job: HydraJob, run_dir: Path, recorder: Recorder | Inline) -> None:
@@ -100,17 +102,19 @@ def deliver_pending(cfg: DictConfig, job: HydraJob, run_dir: Path, recorder: Rec
     log.info(f"{run_dir}: the records kept in {path} are in MLflow now")
 
 
-def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline, resume: bool
-                 ) -> JobResult:
-    """result.json says RUNNING while it trains, then how it ended, once the run's record is complete."""
+def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorder | Inline,
+                 previous: JobResult | None) -> JobResult:
+    """result.json says RUNNING while it trains, then how it ended, once the run's record is complete; a resume
+    refused before it trained (a damaged checkpoint, a changed config) keeps the record it had (`previous`)."""
     run_dir = Path(cfg.paths.output_dir)
     metric = selected_metric(cfg.optimized_metric, cfg.trainer.ema_for_best)
     result = JobResult(RUNNING, job.overrides, metric, job=job.num)
     write_result(str(run_dir), result)
     started = time.perf_counter()
+    last = modified(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
     try:
         with gpu_slot(cfg, job) as gpu:
-            scores = train(cfg, replace(job, gpu=gpu), resume, recorder)
+            scores = train(cfg, replace(job, gpu=gpu), previous is not None, recorder)
         result.value, result.test_acc, result.objectives = scores.best, scores.test_acc, scores.objectives
         result.status = PRUNED if scores.pruned_at else FINISHED
     except KeyboardInterrupt as error:
@@ -119,19 +123,31 @@ def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorde
             print(f"{result.reason}: resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
         raise
     except Exception as error:
-        result.status, result.reason = FAILED, failure_reason(error)
+        if previous and isinstance(error, UserError) and modified(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) == last:
+            result = previous  # nothing trained: the run dir holds what it held
+        else:
+            result.status, result.reason = FAILED, failure_reason(error)
         if not job.multirun:
             raise
-        report_failure(job.num, error, result.reason)
+        report_failure(job.num, error, failure_reason(error))
     finally:
-        result.seconds = round(time.perf_counter() - started, 3)
-        log_outcome(result.status, result.seconds, result.reason, metric, result.value)
+        if result is not previous:
+            result.seconds = round(time.perf_counter() - started, 3)
+            log_outcome(result.status, result.seconds, result.reason, metric, result.value)
         late = finish(recorder, str(run_dir), result, job, kept_checkpoints(cfg, job))
     if late and not job.multirun:
         raise late[0]
     if result.status == FAILED:
         release_memory()
     return result
+
+
+def modified(path: Path) -> int | None:
+    """When `path` was last written (None: it is not there)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def past_timeout(cfg: DictConfig, job: HydraJob) -> float | None:

@@ -55,7 +55,13 @@ from sweeplab.core.vocabulary import (
 from sweeplab.data import Data, build_data, limited, sharded
 from sweeplab.export.onnx import export_classifier
 from sweeplab.export.verdict import verified
-from sweeplab.models import build_model, convolutional, follow_pretrained_input, to_channels_last
+from sweeplab.models import (
+    build_model,
+    check_batch_statistics,
+    convolutional,
+    follow_pretrained_input,
+    to_channels_last,
+)
 from sweeplab.recorder import Inline, Recorder
 from sweeplab.runs.classifier import image_classifier
 from sweeplab.runs.preprocessing import Preprocessing
@@ -115,6 +121,8 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
             tracking.log_inputs(dataset_records(cfg, data))
         log_plan(cfg, job.overrides, data.sizes, str(device), precision, torch.get_num_threads())
         model = build_model(cfg.model, data.image_shape, len(data.classes)).to(device)
+        check_batch_statistics(model, cfg.model.name, cfg.dataset.batch_size // world_size_of(ranks)
+                               // cfg.trainer.accumulate_grad_batches)
         if use_channels_last(cfg, model):
             model = to_channels_last(model)
             data.preprocess.memory_format = torch.channels_last

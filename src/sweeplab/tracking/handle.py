@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from sweeplab.core.errors import typed_line
+from sweeplab.core.errors import UserError, typed_line
 from sweeplab.core.hydra_job import HydraJob
 from sweeplab.core.interrupts import how_interrupted
 from sweeplab.core.ranks import launched, torchrun_arguments
@@ -132,6 +132,7 @@ class TrackedRun:
         self.recorder = recorder
         self.run_dir = str(run_dir.resolve())
         self.started: Call | None = None
+        self.trained = False  # an epoch's metrics were logged
 
     def _call(self, function: Remote, *args: Any) -> Call:
         return self.recorder.submit(function, self.run_dir, *args)
@@ -144,6 +145,7 @@ class TrackedRun:
         return self.started.result()  # type: ignore[union-attr]
 
     def log_metrics(self, rows: list[MetricRow]) -> None:
+        self.trained = True
         self._call(Remote.LOG_METRICS, rows)
 
     def log_missing_epochs(self, epochs: dict[int, dict[str, float]]) -> None:
@@ -168,15 +170,17 @@ class TrackedRun:
     def log_inputs(self, records: list[DatasetRecord]) -> None:
         self._call(Remote.LOG_INPUTS, records)
 
-    def end(self, status: str, reason: str | None = None) -> None:
-        self._call(Remote.END_RUN, status, reason)
+    def end(self, status: str, reason: str | None = None, discard: bool = False) -> None:
+        """`discard`: delete the run once ended (MLflow keeps it with its deleted runs): refused before training."""
+        self._call(Remote.END_RUN, status, reason, discard)
 
 
 @contextmanager
 def tracked_run(
     cfg: DictConfig, job: HydraJob, recorder: Recorder | Inline, environment: dict[str, str], resume: bool
 ) -> Iterator[TrackedRun | None]:
-    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C, SIGTERM).
+    """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C, SIGTERM), or
+    delete it when a user error refuses it before its first epoch (missing data, weights that cannot be had).
 
     `resume` reopens the run this run dir started before, if there is one.
     """
@@ -191,6 +195,9 @@ def tracked_run(
         yield run
     except KeyboardInterrupt as error:
         run.end(KILLED, f"{type(error).__name__}: {how_interrupted(error)}")
+        raise
+    except UserError as error:  # refused before its first epoch, a new run leaves nothing in compare or the UI
+        run.end(FAILED, typed_line(error), discard=not (resume or run.trained))
         raise
     except BaseException as error:
         run.end(FAILED, typed_line(error))

@@ -138,7 +138,7 @@ class Session:
                 self.went_offline()
         self.pending_artifacts.append((str(path), folder))
 
-    def end(self, status: str, reason: str | None) -> None:
+    def end(self, status: str, reason: str | None, discard: bool = False) -> None:
         if self.system_metrics:
             finished(self.system_metrics)
         reason = reason and masked_text(reason)
@@ -151,6 +151,8 @@ class Session:
         if back and not self.pending_metrics and not self.pending_artifacts:
             try:
                 self.client.set_terminated(self.run_id, status)
+                if discard:
+                    self.client.delete_run(self.run_id)
                 return
             except DELIVERY_ERRORS:
                 pass
@@ -294,7 +296,7 @@ def log_test_predictions(run_dir: str, test: SplitPredictions) -> None:
     sessions[run_dir].log_artifact(write_test_split(run_dir, test), TEST_DIR)
 
 
-def end_run(run_dir: str, status: str, reason: str | None) -> None:
+def end_run(run_dir: str, status: str, reason: str | None, discard: bool = False) -> None:
     session = sessions.pop(run_dir, None)
     if session:  # else the run never started: that error was reported already
-        session.end(status, reason)
+        session.end(status, reason, discard)

@@ -86,9 +86,48 @@ def credentials() -> dict:
     return {}
 
 
+# What MLflow 3 tracks in besides a server (http, https) and sqlite: SQLAlchemy's other databases, Databricks.
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def check_reachable(uri: str) -> None:
-    if is_http(uri) and (problem := server_error(uri)):
-        raise UserError(f"tracking server {masked_text(uri)} {problem}")
+    """Refuse, in one line and within seconds, a tracking store runs cannot be recorded in."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        if problem := server_error(uri):
+            raise UserError(f"tracking server {masked_text(uri)} {problem}")
+    elif scheme == "sqlite":
+        if problem := sqlite_error(sqlite_path(uri)):  # type: ignore[arg-type]
+            raise UserError(f"tracking.uri={uri}: {problem}")
+    elif scheme == "file":
+        raise UserError(f"tracking.uri={uri} is a file store, which MLflow 3 no longer writes: use "
+                        "sqlite:///mlflow.db (the default), a server (http://host:5000), or run with "
+                        "tracking.enabled=false")
+    elif scheme.partition("+")[0] not in DATABASE_SCHEMES:
+        raise UserError(f"tracking.uri={masked_text(uri)} has a scheme MLflow does not track in ({scheme}): use "
+                        "sqlite:///mlflow.db, http(s)://host:port or postgresql://...")
+
+
+def sqlite_error(path: Path) -> str | None:
+    """Why an sqlite store at `path` cannot be written (the end of a sentence), or None."""
+    if path.is_dir():
+        return f"{path} is a folder, not an sqlite file: name a file in it, e.g. sqlite:///{path}/{DB_NAME}"
+    if path.is_file():
+        try:
+            with path.open("rb") as file:
+                start = file.read(len(SQLITE_MAGIC))
+        except OSError as error:
+            return f"{path} cannot be read ({error.strerror}): fix its permissions, or use another file"
+        if start and start != SQLITE_MAGIC:
+            return (f"{path} is not an sqlite database (damaged, or another kind of file): move it away to start "
+                    "a new one, or name the right file")
+        if not os.access(path, os.W_OK):
+            return f"{path} is read-only: runs cannot be recorded in it; make it writable, or use another file"
+    folder = next(parent for parent in path.parents if parent.exists())
+    if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        return f"{folder} cannot be written (sqlite writes its journal beside the file): use a writable folder"
+    return None
 
 
 def experiment_name(configured: str | None, dataset: str) -> str:

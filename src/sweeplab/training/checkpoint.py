@@ -50,7 +50,8 @@ def load_state_file(path: Path, fix: str = "re-create it or pick another file") 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise UserError(f"{path} is not a readable checkpoint ({first_line(error)}): {fix}") from None
+        cause = first_line(error).split(". ")[0]  # torch's zip reader goes on about miniz after its first sentence
+        raise UserError(f"{path} is not a readable checkpoint ({cause}): {fix}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

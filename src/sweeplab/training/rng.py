@@ -15,6 +15,8 @@ import torch
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch alike; numpy takes [0, 2**32), so a torchrun rank's seed + rank wraps around."""
+    seed %= 2**32
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
