@@ -21,6 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+# MLflow 3's UI opens in its GenAI mode (traces, prompts) unless the page asks for its model-training mode.
+TRAINING_RUNS = "#/experiments?workflowType=machine_learning"
+
+
 def ui_command(uri: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port, "sweeplab ui")
     if warning := exposure_warning(args.host, args.port):
         print(warning, file=sys.stderr)
-    print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port}/{TRAINING_RUNS} (Ctrl-C stops it)",
+          flush=True)
     command = ui_command(uri, args.host, args.port)
     without_genai_jobs()
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly
