@@ -252,8 +252,8 @@ def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None, 
 
     A failure is one line: the sweep's results stand, and `sweeplab export <run dir>` can try again.
     """
-    from sweeplab.export.from_checkpoint import export_checkpoint
-    from sweeplab.training.checkpoint import checkpoint_in  # torch, in the launching process only now
+    from sweeplab.export.from_checkpoint import export_checkpoint  # torch, in the launching process only now
+    from sweeplab.runs.resolve import checkpoint_in
 
     run_dir = Path(config.hydra.sweep.dir) / str(best.job)
 

@@ -16,7 +16,7 @@ import torch
 
 from sweeplab.core.atomic import could_not_write, write_atomically
 from sweeplab.core.errors import UserError, first_line
-from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR
+from sweeplab.core.vocabulary import BEST_CHECKPOINT
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -68,12 +68,3 @@ def serving_weights(payload: dict[str, Any]) -> dict[str, Any]:
     if payload["config"]["trainer"].get("ema_for_best") and "ema" in payload:
         return {key.removeprefix("module."): value for key, value in payload["ema"].items() if key != "n_averaged"}
     return payload["model"]
-
-
-def checkpoint_in(run_dir: Path) -> Path:
-    """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
-    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
-        if candidate.is_file():
-            return candidate
-    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
-    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")
