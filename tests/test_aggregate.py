@@ -21,7 +21,7 @@ from sweeplab.core.aggregate import aggregate, best_config, interval_cell, mean_
 from sweeplab.core.errors import UserError
 from sweeplab.core.significance import holm, mcnemar_p, paired_bootstrap, welch_p
 from sweeplab.core.vocabulary import OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
-from sweeplab.runs.results import JobResult
+from sweeplab.runs.results import JobResult, best_result
 from sweeplab.runs.run_table import aggregated, find_runs
 from sweeplab.sweeps.sweep_table import print_sweep_table
 from sweeplab.tracking.client import ensure_experiment
@@ -216,3 +216,17 @@ def test_a_sweep_over_seeds_reports_each_configuration_as_its_children_say(train
     grouped = aggregated(find_runs(client, None, "latest", "", 100), "seed", None).rows  # what --csv/--json print
     assert [(r["n"], r["failed"], r["best/val/acc_mean"], r["test/acc_std"]) for r in grouped] == [
         (int(r["n"]), int(r["failed"]), float(r["best/val/acc_mean"]), float(r["test/acc_std"])) for r in rows]
+
+
+def test_a_seed_sweeps_best_job_is_the_best_seed_of_the_best_configuration_by_mean() -> None:
+    """A lucky seed does not pick the configuration: lr 0.1 has the best single job and the worse mean."""
+    def job(number: int, lr: str, seed: int, value: float) -> JobResult:
+        return JobResult("FINISHED", [f"optimizer.lr={lr}", f"seed={seed}"], "val/acc", value=value, job=number)
+
+    jobs = [job(0, "0.1", 0, 0.99), job(1, "0.1", 1, 0.80), job(2, "0.01", 0, 0.95), job(3, "0.01", 1, 0.96)]
+    assert best_result(jobs).job == 3
+    assert best_result([job(0, "0.1", 0, 0.99), job(2, "0.01", 0, 0.95)]).job == 0  # one seed each: the best job
+    losses = [JobResult("FINISHED", o, "val/loss", value=v, job=n) for n, o, v in
+              [(0, ["optimizer.lr=0.1", "seed=0"], 0.1), (1, ["optimizer.lr=0.1", "seed=1"], 0.9),
+               (2, ["optimizer.lr=0.01", "seed=0"], 0.3), (3, ["optimizer.lr=0.01", "seed=1"], 0.2)]]
+    assert best_result(losses).job == 3  # a loss: the lowest mean

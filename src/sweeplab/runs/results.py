@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sweeplab.config.differences import free_to_change
+from sweeplab.core.aggregate import SEED
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.overrides import overrides_dict, varying_keys
@@ -100,5 +102,22 @@ def sweep_results(sweep_dir: Path) -> list[JobResult]:
 
 
 def best_result(results: list[JobResult]) -> JobResult | None:
-    done = [{"result": r, "value": r.value} for r in results if r.status == FINISHED and r.value is not None]
-    return best_first(done, "value", done[0]["result"].metric)[0]["result"] if done else None
+    """The sweep's best job (what it marks and exports): the best finished one, and where configurations ran several
+    seeds, the best seed of the configuration best on average over its seeds (what sweep.best_config names)."""
+    done = [r for r in results if r.status == FINISHED and r.value is not None]
+    if not done:
+        return None
+    metric = done[0].metric
+    configurations: dict[tuple[str, ...], list[JobResult]] = {}
+    for result in done:
+        configurations.setdefault(configuration_of(result.overrides), []).append(result)
+    if len(configurations) < len(done):  # seeds were swept: a lucky seed does not pick the configuration
+        means = [{"jobs": jobs, "value": statistics.fmean(job.value for job in jobs)}  # type: ignore[misc]
+                 for jobs in configurations.values()]
+        done = best_first(means, "value", metric)[0]["jobs"]
+    return best_first([{"result": r, "value": r.value} for r in done], "value", metric)[0]["result"]
+
+
+def configuration_of(overrides: list[str]) -> tuple[str, ...]:
+    """A job's overrides without its seed: what its seed replicates share."""
+    return tuple(sorted(f"{key}={value}" for key, value in overrides_dict(overrides).items() if key != SEED))
