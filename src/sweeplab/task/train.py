@@ -136,6 +136,8 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
         trainer = build_trainer(cfg, model, batches, device, precision, callbacks, ranks)
         if resumed:
             restore(trainer, tracker, resumed, run_dir)
+        if tracking:
+            tracking.training = True
         history = trainer.fit()
         pruned_at = trial.pruned_at if trial else None
         best = read_by_main(load_checkpoint, run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT)

@@ -132,7 +132,7 @@ class TrackedRun:
         self.recorder = recorder
         self.run_dir = str(run_dir.resolve())
         self.started: Call | None = None
-        self.trained = False  # an epoch's metrics were logged
+        self.training = False  # fit() began: an error from here on is the run's own, and its record stays
 
     def _call(self, function: Remote, *args: Any) -> Call:
         return self.recorder.submit(function, self.run_dir, *args)
@@ -145,7 +145,6 @@ class TrackedRun:
         return self.started.result()  # type: ignore[union-attr]
 
     def log_metrics(self, rows: list[MetricRow]) -> None:
-        self.trained = True
         self._call(Remote.LOG_METRICS, rows)
 
     def log_missing_epochs(self, epochs: dict[int, dict[str, float]]) -> None:
@@ -180,7 +179,7 @@ def tracked_run(
     cfg: DictConfig, job: HydraJob, recorder: Recorder | Inline, environment: dict[str, str], resume: bool
 ) -> Iterator[TrackedRun | None]:
     """Start the run before any compute; end it FINISHED, FAILED (reason tag) or KILLED (Ctrl-C, SIGTERM), or
-    delete it when a user error refuses it before its first epoch (missing data, weights that cannot be had).
+    delete it when a user error refuses it before training (missing data, weights that cannot be had).
 
     `resume` reopens the run this run dir started before, if there is one.
     """
@@ -196,8 +195,8 @@ def tracked_run(
     except KeyboardInterrupt as error:
         run.end(KILLED, f"{type(error).__name__}: {how_interrupted(error)}")
         raise
-    except UserError as error:  # refused before its first epoch, a new run leaves nothing in compare or the UI
-        run.end(FAILED, typed_line(error), discard=not (resume or run.trained))
+    except UserError as error:  # refused before it trained, a new run leaves nothing in compare or the UI
+        run.end(FAILED, typed_line(error), discard=not (resume or run.training))
         raise
     except BaseException as error:
         run.end(FAILED, typed_line(error))
