@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sqlite3
 import sys
+from pathlib import Path
 
 from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, without_genai_jobs
 from sweeplab.core.masking import masked_text
-from sweeplab.tracking.store import check_reachable, is_http, resolve_uri
+from sweeplab.tracking.store import check_reachable, is_http, resolve_uri, sqlite_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +25,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # MLflow 3's UI opens in its GenAI mode (traces, prompts) unless the page asks for its model-training mode.
-TRAINING_RUNS = "#/experiments?workflowType=machine_learning"
+TRAINING_MODE = "?workflowType=machine_learning"
+
+
+def training_runs_page(db: Path) -> str:
+    """The runs of the experiment that ran last, in MLflow's model-training mode (a store without runs: the list)."""
+    experiment = newest_experiment(db)
+    return f"#/experiments/{experiment}/runs{TRAINING_MODE}" if experiment else f"#/experiments{TRAINING_MODE}"
+
+
+def newest_experiment(db: Path) -> str | None:
+    """Read from the store's own table, read-only: MLflow's client would take a second and a half to start."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as store:
+            row = store.execute("SELECT experiment_id FROM runs WHERE lifecycle_stage = 'active' "
+                                "ORDER BY start_time DESC LIMIT 1").fetchone()
+    except sqlite3.Error:  # no store yet, or one MLflow laid out otherwise: the list of experiments will do
+        return None
+    return str(row[0]) if row else None
 
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:
@@ -47,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     check_port_free(args.host, args.port, "sweeplab ui")
     if warning := exposure_warning(args.host, args.port):
         print(warning, file=sys.stderr)
-    print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port}/{TRAINING_RUNS} (Ctrl-C stops it)",
-          flush=True)
+    page = training_runs_page(sqlite_path(uri))  # type: ignore[arg-type]  # not a server: a local sqlite store
+    print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port}/{page} (Ctrl-C stops it)", flush=True)
     command = ui_command(uri, args.host, args.port)
     without_genai_jobs()
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly

@@ -88,7 +88,7 @@ RANGES: dict[str, Range] = {
     "tracking.flush_seconds": at_least(0, " (0: sent as they come)"),
     "export.tolerance": above(0),
     "export.num_images": at_least(1),
-    "sweep.timeout": above(0, " (wall seconds)"),
+    "sweep.timeout": at_least(0, " (wall seconds; 0: no job starts)"),
     "sweep.jobs_per_gpu": at_least(1, " (null: one job per GPU where there are several, any number on one GPU)"),
 }
 

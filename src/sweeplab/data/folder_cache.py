@@ -134,6 +134,8 @@ class DecodeCache:
 
     def mapped(self) -> tuple[np.ndarray, np.ndarray]:
         if self.maps is None or self.mapped_in != os.getpid():
+            if self.writing and not self.file.exists() and self.path.exists():
+                self.writing = False  # a worker copied before the filling process renamed it into place
             mode = "r+" if self.writing else "r"
             count, shape = self.layout.count, self.layout.shape
             filled = np.memmap(self.file, np.uint8, mode, HEADER_BYTES, (count,))
