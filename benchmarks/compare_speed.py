@@ -17,8 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from floor import timed  # beside this script
 
 from sweeplab.core.vocabulary import JOB_TAG, OVERRIDES_TAG, PARENT_TAG, RUN_DIR_TAG, SWEEP_DIR_TAG
 
@@ -72,14 +73,6 @@ def filled_store(folder: Path, sweeps: int, jobs: int) -> str:
     return uri
 
 
-def timed(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=int, default=20)
@@ -99,7 +92,7 @@ def main() -> None:
         seconds = {label: [] for label in commands}
         for _ in range(args.repeats):
             for label, command in commands.items():
-                seconds[label].append(timed(command, folder))
+                seconds[label].append(timed(command, folder)["wall"])
     runs = args.sweeps * (args.jobs + 1)
     floor = statistics.median(seconds["MLflow's client reading every run"])
     print(f"{runs} runs ({args.sweeps} sweeps of {args.jobs} jobs), median of {args.repeats}:")

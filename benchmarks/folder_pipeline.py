@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from floor import timed  # beside this script
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,11 +85,7 @@ def timed_sweep(root: Path, cache: bool) -> float:
         command = [sys.executable, str(REPO / "train.py"), "-m", *SWEEP, f"dataset.path={root}",
                    f"dataset.cache={str(cache).lower()}", f"paths.cache_dir={folder}/cache",
                    f"hydra.sweep.dir={folder}/sweep"]
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-        if result.returncode:
-            raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-        return time.perf_counter() - started
+        return timed(command, Path(folder))["wall"]
 
 
 def main() -> None:
