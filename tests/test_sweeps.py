@@ -160,7 +160,10 @@ def test_a_ray_sweep_runs_its_jobs_as_tasks_of_a_local_ray(tmp_path: Path) -> No
                        "+hydra.launcher.ray.init.include_dashboard=false", "optimizer.lr=0.01,0.003",
                        "trainer.epochs=2", f"hydra.sweep.dir={sweep_dir}", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Ray Launcher is launching 2 jobs" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Ray Launcher is launching 2 jobs" in output
+    assert "\x1b[" not in output and "repeated" not in output, "Ray's colour codes and folded lines are off"
+    assert output.count("sweeplab run (best epoch") == 2, "each job's table, whole"
     client, parent, children = sweep_runs(tmp_path)
     assert parent.info.status == "FINISHED" and sorted(children) == [0, 1]
     assert {run.info.status for run in children.values()} == {"FINISHED"}

@@ -54,7 +54,7 @@ from sweeplab.recorder.process import SHARED_ENV
 from sweeplab.recorder.remote import EXPORT_WARM_UP, Remote
 from sweeplab.runs.results import ENDED, JobResult, best_result, sweep_results
 from sweeplab.sweeps.front import front, retime_front
-from sweeplab.sweeps.job_pools import JOBLIB, SUBMITIT
+from sweeplab.sweeps.job_pools import JOBLIB, RAY, SUBMITIT
 from sweeplab.sweeps.kept_records import keep_undelivered
 from sweeplab.sweeps.open_sweeps import ended, started
 from sweeplab.sweeps.plan import print_plan
@@ -80,6 +80,8 @@ class SweepGuard(Callback):
             sys.exit(0)
         this_process.for_job(config, current_hydra_job())  # the recorder imports MLflow & co. while this checks
         exit_on_user_error(check_sweep)(config)
+        if config.hydra.launcher._target_ == RAY:
+            plain_ray_output()
         self.launched = True
         started(self, config)
         os.environ[SWEEP_STARTED_ENV] = str(time.time())  # what a grid's jobs measure sweep.timeout from
@@ -139,6 +141,14 @@ def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path, uns
     parts += [f"{unstarted_trials} trial{'s' * (unstarted_trials > 1)} never started"] if unstarted_trials else []
     return (f"error: {len(unfinished) + unstarted_trials} of {jobs + unstarted_trials} jobs did not finish: "
             f"{' and '.join(parts)}; re-run the same command with hydra.sweep.dir={sweep_dir} to run only those")
+
+
+def plain_ray_output() -> None:
+    """Ray prefixes its tasks' lines with colour codes and folds lines that repeat across tasks ('[repeated 3x across
+    cluster]'), which cuts rows out of a job's table: plain and whole instead, unless the user's environment says
+    otherwise (Ray reads these when the launcher imports it, after this)."""
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
 # Launchers whose jobs run on this machine: they join this process's recorder, which knows the parent run by its
