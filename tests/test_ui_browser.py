@@ -43,8 +43,9 @@ def test_ui_shows_a_sweep_as_one_parent_run_in_a_browser(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("sweeplab-digits")
     port = free_port()
+    said = (tmp_path / "ui.err").open("w")
     ui = subprocess.Popen([str(Path(sys.executable).parent / "sweeplab"), "ui", "--port", str(port)], cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                          stdout=subprocess.PIPE, stderr=said, text=True, start_new_session=True)
     try:
         first_line = ui.stdout.readline()
         assert first_line.startswith(f"MLflow UI for sqlite:///{tmp_path / 'mlflow.db'} at http://127.0.0.1:{port}")
@@ -58,6 +59,8 @@ def test_ui_shows_a_sweep_as_one_parent_run_in_a_browser(tmp_path: Path) -> None
     finally:
         stop_group(ui, timeout=30)  # the UI and its uvicorn workers: their own session, started above
     assert "Model registry" in dom, "MLflow's model-training mode (its GenAI mode hides the registry)"
+    said.close()
+    assert "is deprecated" not in (tmp_path / "ui.err").read_text(), "MLflow's workers' deprecation warnings"
     assert screenshot.stat().st_size > 10_000
     assert "sweeplab-digits" in dom and f"sweep {SWEEP_DIR}" in dom, "the parent run is listed"
     assert "<strong>3</strong> matching runs" in dom, "the parent and its two children"

@@ -45,7 +45,10 @@ def check_port_free(host: str, port: int, command: str) -> None:
             raise UserError(f"port {port} on {host} is in use: pass another, e.g. `{command} --port {port + 1}`")
 
 
-def without_genai_jobs() -> None:
+def quiet_mlflow_server() -> None:
     """MLflow 3's server starts GenAI job runners (a dozen huey processes) that training runs never use: off, unless
-    the user's environment says otherwise. A UI comes up in seconds, not a minute, on two cores."""
+    the user's environment says otherwise. A UI comes up in seconds, not a minute, on two cores. And each of its
+    workers would warn that MLflow imports a deprecated starlette module: once a worker, four times, about MLflow's
+    code, not the user's (a filter by message, so no module is imported to name the warning's class)."""
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated")

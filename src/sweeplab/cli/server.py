@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, without_genai_jobs
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, quiet_mlflow_server
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import ARTIFACTS_DIR, resolve_uri
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
           f"(Ctrl-C stops it)\ntrain against it: python train.py tracking.uri={address} "
           f"(or export MLFLOW_TRACKING_URI={address})", flush=True)
     command = server_command(backend, artifacts, args)
-    without_genai_jobs()
+    quiet_mlflow_server()
     os.execv(command[0], command)  # become the server: a supervisor's TERM and Ctrl-C reach it directly
 
 

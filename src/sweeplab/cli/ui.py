@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, without_genai_jobs
+from sweeplab.cli.listening import LOOPBACK, check_port_free, is_loopback, port_number, quiet_mlflow_server
 from sweeplab.core.masking import masked_text
 from sweeplab.tracking.store import check_reachable, is_http, resolve_uri, sqlite_path
 
@@ -70,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
     page = training_runs_page(sqlite_path(uri))  # type: ignore[arg-type]  # not a server: a local sqlite store
     print(f"MLflow UI for {masked_text(uri)} at http://{args.host}:{args.port}/{page} (Ctrl-C stops it)", flush=True)
     command = ui_command(uri, args.host, args.port)
-    without_genai_jobs()
+    quiet_mlflow_server()
     os.execv(command[0], command)  # become the UI: signals (Ctrl-C, a supervisor's TERM) reach it directly
