@@ -101,7 +101,7 @@ def check_ranges(cfg: DictConfig) -> None:
     if missing:
         raise UserError(f"{missing[0]} is required but not set: pass it, e.g. `{missing[0]}=...`")
     rules = [
-        (key, within(value), requirement) for key, (within, requirement) in RANGES.items()
+        (key, valid(value), requirement) for key, (valid, requirement) in RANGES.items()
         if (value := OmegaConf.select(cfg, key, default=None)) is not None
     ]
     rules += [
