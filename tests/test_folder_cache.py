@@ -147,3 +147,14 @@ def test_sweeplab_cache_lists_and_removes(data_dir: Path, tmp_path: Path, capsys
     assert "no cache named nothing-such" in capsys.readouterr().err
     assert main(["cache", "--dir", str(tmp_path), "--remove", "all"]) == 0
     assert "removed 4 cache file(s)" in capsys.readouterr().out and cache_entries(tmp_path) == []
+
+
+def test_no_room_for_the_cache_is_one_warning_and_the_images_are_decoded(data_dir: Path, tmp_path: Path, small_disk,
+                                                                          caplog) -> None:
+    """The cache's space is claimed when it is made: a full disk is found there, not by a worker writing the map."""
+    with caplog.at_level(logging.WARNING, logger="sweeplab"):
+        splits = load_image_folder(str(data_dir / "hymenoptera_data"), 0, 0.2, image_size=64, crop_size=None,
+                                   cache=True, cache_dir=str(tmp_path))
+    assert splits.train.cache is None and "is not cached" in caplog.text
+    assert not list(tmp_path.glob(f"{DECODED}*.partial"))
+    assert len(epochs(splits, epochs=1, workers=0)) == 5  # 3 training batches of 8 and 2 validation batches

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from sweeplab.core.atomic import write_text_atomically
+from sweeplab.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,18 @@ def known_problems(folder: Path | None, samples: list[tuple[str, int]], check) -
     kept = folder / f"{HEADERS}{listing_digest(samples)}.json" if folder else None
     if kept and kept.is_file():
         try:
-            return json.loads(kept.read_text())
+            found = json.loads(kept.read_text())
+            if isinstance(found, dict):
+                return found
         except (OSError, ValueError):
-            log.warning(f"{kept} is damaged: checking the images' headers again")
+            pass
+        log.warning(f"{kept} is damaged: checking the images' headers again")
     problems = {path: problem for path, _ in samples if (problem := check(path))}
     if kept:
         try:
             write_text_atomically(kept, json.dumps(problems))
-        except OSError as error:
-            log.warning(f"could not keep the image check in {kept} ({error}): the next run checks again")
+        except UserError as error:  # a full disk: the check is kept next time
+            log.warning(f"{error}; the next run checks the images' headers again")
     return problems
 
 
@@ -201,7 +205,14 @@ def open_decode_cache(mode: object, folder: Path | None, samples: list[tuple[str
     except BlockingIOError:  # another run is filling it: this one decodes for itself meanwhile
         lock.close()
         return None
-    start_file(partial_path(path), layout, description)
+    try:
+        start_file(partial_path(path), layout, description)
+    except OSError as error:  # no room: a full disk met later, by a worker writing into the map, would kill it
+        partial_path(path).unlink(missing_ok=True)
+        lock.close()
+        log.warning(f"{description['folder']} is not cached: {path} could not be made ({error.strerror}); "
+                    "free space there, or set paths.cache_dir to another disk")
+        return None
     return DecodeCache(path, layout, writing=True, lock=lock)
 
 
@@ -219,8 +230,8 @@ def start_file(path: Path, layout: Layout, description: dict) -> None:
     described = json.dumps({**description, "images": layout.count, "shape": list(layout.shape)}).encode()
     header = FIXED.pack(MAGIC, VERSION, layout.count, *layout.shape) + described[: HEADER_BYTES - FIXED.size]
     with path.open("wb") as file:
-        file.truncate(layout.size)  # sparse: the disk fills as images are written
         file.write(header)
+        os.posix_fallocate(file.fileno(), 0, layout.size)  # the space, claimed now: ENOSPC here, not in a worker
 
 
 def damage_of(path: Path, layout: Layout | None = None) -> str | None:
@@ -263,7 +274,7 @@ class CacheEntry:
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_blocks * 512  # what it takes on disk (a partial cache is sparse)
+        return self.path.stat().st_blocks * 512  # what it takes on disk
 
 
 def cache_entries(folder: Path) -> list[CacheEntry]:
