@@ -8,9 +8,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from sweeplab.config.schema import PathsConfig
 from sweeplab.core.errors import UserError
+from sweeplab.core.vocabulary import CACHE_DIR
 
-DEFAULT_DIR = Path("data/.sweeplab-cache")  # paths.cache_dir for the default paths.data_dir
+DEFAULT_DIR = Path(PathsConfig.data_dir) / CACHE_DIR  # paths.cache_dir for the default paths.data_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ from sweeplab.config.optimizers import (
     SGDConfig,
     StepSchedulerConfig,
 )
-from sweeplab.core.vocabulary import VAL_ACC
+from sweeplab.core.vocabulary import CACHE_DIR, VAL_ACC
 
 
 @dataclass
@@ -213,7 +213,7 @@ class PathsConfig:
     data_dir: str = "data"
     # Image folders' decoded images and header checks (`sweeplab cache` lists them); where this cannot be
     # written, the user's cache dir (~/.cache/sweeplab).
-    cache_dir: str = "${paths.data_dir}/.sweeplab-cache"
+    cache_dir: str = f"${{paths.data_dir}}/{CACHE_DIR}"
     output_dir: str = "${hydra:runtime.output_dir}"
 
 

@@ -128,3 +128,5 @@ SEARCH_ARTIFACTS = "search"  # on an Optuna search's parent: its history and par
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_LENGTH = 6000
+
+CACHE_DIR = ".sweeplab-cache"  # paths.cache_dir under paths.data_dir: image folders' caches
