@@ -92,7 +92,8 @@ def test_overlapping_jobs_never_share_a_gpu_slot_and_a_killed_job_gives_its_back
 def test_a_search_stopped_by_ctrl_c_counts_the_trials_it_never_started(tmp_path: Path) -> None:
     search = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA_SWEEPER, "n_trials": 20}}})
     results = [JobResult(FINISHED, [], "val/acc", 0.9, job=0), JobResult("KILLED", [], "val/acc", job=1)]
-    line = unfinished_line(results[1:], len(results), tmp_path, unstarted_trials(search, results))
+    line = unfinished_line(results[1:], len(results), f"re-run the same command with hydra.sweep.dir={tmp_path}",
+                           unstarted_trials(search, results))
     assert line.startswith("error: 19 of 20 jobs did not finish: 1 stopped (reasons in the table) and 18 trials never "
                            f"started; re-run the same command with hydra.sweep.dir={tmp_path}")
     grid = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra_plugins.sweeplab_grid_sweeper.sweeper.X"}}})

@@ -1,4 +1,4 @@
-"""`sweeplab <command>`: the tools around training runs (compare, diff, ui, server, export, predict, cache).
+"""`sweeplab <command>`: the tools around training runs (compare, diff, confirm, ui, server, export, predict, cache).
 
 Each command lives in its own module exposing `add_parser(subparsers)`, which registers its
 arguments and sets `run`; modules import heavy libraries inside `run`, so `--help` is instant.
@@ -13,7 +13,7 @@ import sys
 
 from sweeplab.core.errors import exit_on_user_error
 
-COMMANDS = ("compare", "diff", "ui", "server", "export", "predict", "cache")
+COMMANDS = ("compare", "diff", "confirm", "ui", "server", "export", "predict", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,3 +81,7 @@ def run_to_the_end() -> None:
         if isinstance(error, KeyboardInterrupt):
             sys.exit(exit_code(error))
         raise
+
+
+if __name__ == "__main__":  # `python -m sweeplab.cli.train`: how `sweeplab confirm` runs a sweep's command again
+    main()

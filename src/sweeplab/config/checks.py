@@ -89,6 +89,8 @@ RANGES: dict[str, Range] = {
     "export.tolerance": above(0),
     "export.num_images": at_least(1),
     "sweep.timeout": at_least(0, " (wall seconds; 0: no job starts)"),
+    "sweep.confirm.top": at_least(0, " (0: no confirmation)"),
+    "sweep.confirm.seeds": at_least(1),
     "sweep.jobs_per_gpu": at_least(1, " (null: one job per GPU where there are several, any number on one GPU)"),
 }
 

@@ -195,6 +195,16 @@ class ExportConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """More seeds for a finished sweep's best configurations (what `sweeplab confirm` sets), run into its sweep dir."""
+
+    # The configurations to confirm: the best by their mean over finished seeds; 0: the sweep runs as asked.
+    top: int = 0
+    # Seeds each of them has finished once confirmed (those it has count; new seeds are the smallest it never ran).
+    seeds: int = 5
+
+
+@dataclass
 class SweepConfig:
     """What a sweep (-m) may spend and whether it runs at all; a single run ignores it."""
 
@@ -206,6 +216,7 @@ class SweepConfig:
     # Jobs of a parallel sweep (hydra/launcher=joblib) on each GPU at once, each holding a slot of it; null: one job
     # per GPU on a machine with several, any number on a single GPU.
     jobs_per_gpu: int | None = None
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

@@ -92,11 +92,13 @@ OPTUNA_TRIAL_TAG = "optuna.trial"  # a child run's trial number in its Optuna st
 OPTUNA_STUDY_TAG = "optuna.study"
 PRUNED_TAG = "sweeplab.pruned"  # a pruned trial's MLflow run: the last epoch it trained
 PRUNED_AT = "sweeplab.pruned_at"  # ... and its Optuna trial's user attribute: the job's word to the sweeper
+CONFIRM_SEED = "sweeplab.confirm_seed"  # an Optuna trial that confirms a configuration (sweep.confirm): its seed
 # How a sweep's jobs, in other processes, learn their parent run's id, and when the sweep started (sweep.timeout).
 PARENT_RUN_ENV = "SWEEPLAB_MLFLOW_PARENT_RUN_ID"
 SWEEP_STARTED_ENV = "SWEEPLAB_SWEEP_STARTED"
 # Our Optuna sweeper (hydra_plugins/sweeplab_optuna_sweeper): it numbers jobs by trial and resumes studies.
 OPTUNA_SWEEPER = "hydra_plugins.sweeplab_optuna_sweeper.sweeper.SweeplabOptunaSweeper"
+SWEEPLAB_GRID = "hydra_plugins.sweeplab_grid_sweeper.sweeper.SweeplabGridSweeper"  # what -m runs unless told
 
 # A run dir (outputs/<date>/<time>/, or multirun/<date>/<time>/<job>/):
 HYDRA_DIR = ".hydra"  # Hydra's config.yaml and overrides.yaml

@@ -119,5 +119,6 @@ def best_result(results: list[JobResult]) -> JobResult | None:
 
 
 def configuration_of(overrides: list[str]) -> tuple[str, ...]:
-    """A job's overrides without its seed: what its seed replicates share."""
-    return tuple(sorted(f"{key}={value}" for key, value in overrides_dict(overrides).items() if key != SEED))
+    """A job's overrides without its seed and those free to change on resume: what its seed replicates share."""
+    return tuple(sorted(f"{key}={value}" for key, value in overrides_dict(overrides).items()
+                        if key != SEED and not free_to_change(key)))

@@ -97,11 +97,12 @@ class SweepGuard(Callback):
         if not results:  # no job started (a check at the start failed): nothing to tell
             return
         results += never_started(config, results)
-        print_sweep_table(results, sweep_dir, stopped_early(sweep_dir, results))
+        print_sweep_table(results, sweep_dir, stopped_early(sweep_dir, results), config.seed)
         unfinished = [r for r in results if r.status not in ENDED]
         if unfinished:
-            print(unfinished_line(unfinished, len(results), sweep_dir, unstarted_trials(config, results)),
-                  file=sys.stderr)
+            again = ("run the same sweeplab confirm again" if config.sweep.confirm.top else
+                     f"re-run the same command with hydra.sweep.dir={sweep_dir}")
+            print(unfinished_line(unfinished, len(results), again, unstarted_trials(config, results)), file=sys.stderr)
             sys.exit(1)
 
 
@@ -132,7 +133,7 @@ def unstarted_trials(config: DictConfig, results: list[JobResult]) -> int:
     return max(0, config.hydra.sweeper.n_trials - len(results))
 
 
-def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path, unstarted_trials: int = 0) -> str:
+def unfinished_line(unfinished: list[JobResult], jobs: int, again: str, unstarted_trials: int = 0) -> str:
     """`3 of 4 jobs did not finish: 1 stopped (...) and 2 never started (jobs 2, 3)`, and how to run them."""
     missing = [str(result.job) for result in unfinished if result.status == NOT_STARTED]
     stopped = len(unfinished) - len(missing)
@@ -140,7 +141,7 @@ def unfinished_line(unfinished: list[JobResult], jobs: int, sweep_dir: Path, uns
     parts += [f"{len(missing)} never started (job{'s' * (len(missing) > 1)} {', '.join(missing)})"] if missing else []
     parts += [f"{unstarted_trials} trial{'s' * (unstarted_trials > 1)} never started"] if unstarted_trials else []
     return (f"error: {len(unfinished) + unstarted_trials} of {jobs + unstarted_trials} jobs did not finish: "
-            f"{' and '.join(parts)}; re-run the same command with hydra.sweep.dir={sweep_dir} to run only those")
+            f"{' and '.join(parts)}; {again} to run only those")
 
 
 def plain_ray_output() -> None:

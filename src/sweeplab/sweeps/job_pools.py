@@ -21,8 +21,10 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import OmegaConf, open_dict
 
+from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError
 from sweeplab.core.hydra_job import BASIC_LAUNCHER, usable_cores
+from sweeplab.core.vocabulary import MULTIRUN_RECORD
 
 log = logging.getLogger(__name__)
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -46,6 +48,7 @@ class Pool:
     def submit(self, number: int, overrides: list[str]) -> None:
         if not self.prepared:  # on the first job: a search refused before it leaves no sweep dir
             self.prepare()
+            keep_command(self.launcher.config)
             self.prepared = True
         log.info(f"\t#{number} : {' '.join(overrides)}")
         self.running[self.start(number, overrides)] = number
@@ -62,6 +65,13 @@ class Pool:
         setup_globals()
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+
+
+def keep_command(config: Any) -> None:
+    """The sweep's config in its sweep dir, as Hydra's basic sweeper keeps it: what `sweeplab confirm` runs again."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(sweep_dir / MULTIRUN_RECORD, OmegaConf.to_yaml(config))
 
 
 class InProcess(Pool):

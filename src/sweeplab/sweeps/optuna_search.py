@@ -12,6 +12,10 @@ the study how it ended, ask for the next. Only this sweeper tells; a job reports
   running then finish); the reason is kept with the study and shown by the table and the parent run.
 - A job that fails is a FAIL trial and the search goes on, unless more than `max_failure_rate` of the last trials
   (as many as run at once) failed; one its pruner stopped is a PRUNED trial.
+- Confirming (`sweep.confirm`, sweeplab.sweeps.confirm): instead of searching, the best configurations' new seeds run
+  as trials of the study, enqueued with their configuration's params and marked with their seed (CONFIRM_SEED), so
+  the study numbers them and a later trial never takes their number; they are never pruned and do not count
+  towards `n_trials`.
 """
 
 from __future__ import annotations
@@ -38,13 +42,22 @@ from optuna.distributions import (
     IntDistribution,
     distribution_to_json,
 )
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
-from sweeplab.core.vocabulary import FINISHED, PRUNED, RUNNING, SEARCH_FILE, metric_mode, objectives
-from sweeplab.runs.results import JobResult, read_result
+from sweeplab.core.vocabulary import (
+    CONFIRM_SEED,
+    FINISHED,
+    PRUNED,
+    RUNNING,
+    SEARCH_FILE,
+    metric_mode,
+    objectives,
+)
+from sweeplab.runs.results import JobResult, read_result, sweep_results
+from sweeplab.sweeps.confirm import confirm_jobs, with_seed
 from sweeplab.sweeps.job_pools import Pool, pool_for, trials_in_flight
 from sweeplab.tracking.store import sqlite_error
 
@@ -76,9 +89,13 @@ class Search:
         space, fixed = search_space(declared + arguments)
         pool = pool_for(self.launcher, self.config)
         study = open_study(self.options, self.directions, space, self.sweep_dir)
-        budget = Budget(study, self.options.get("timeout"), self.options.get("target"), self.directions[0])
+        confirming = bool(self.config.sweep.confirm.top)
+        budget = Budget(study, self.options.get("timeout"), None if confirming else self.options.get("target"),
+                        self.directions[0])
         self.relaunch_cut_off_trials(study, fixed, pool, budget)
-        to_go = self.trials_to_go(study)
+        if confirming:
+            self.confirm(study, space, pool, budget)
+        to_go = 0 if confirming else self.trials_to_go(study)
         while to_go or len(pool):
             while to_go and len(pool) < pool.slots and not budget.stopped and not self.failing(pool.slots):
                 trial = self.ask(study, space)
@@ -95,8 +112,9 @@ class Search:
         self.report_best(study)
 
     def trials_to_go(self, study: optuna.Study) -> int:
-        """n_trials less those done before and those cut off and running again now."""
-        done = len(study.get_trials(deepcopy=False, states=DONE)) + sum(t is not None for t in self.asked.values())
+        """n_trials less those done before and those cut off and running again now (confirming trials aside)."""
+        done = len(searched(study.get_trials(deepcopy=False, states=DONE))) + sum(
+            t is not None and CONFIRM_SEED not in t.user_attrs for t in self.asked.values())
         if done:
             log.info(f"Study {study.study_name}: {done} trials done before, "
                      f"{max(0, self.options.n_trials - done)} to go")
@@ -110,6 +128,22 @@ class Search:
                             "run one search per study at once (its job numbers are its trial numbers)")
         self.last_asked = trial.number
         return trial
+
+    def confirm(self, study: optuna.Study, space: dict[str, BaseDistribution], pool: Pool, budget: Budget) -> None:
+        """The confirming trials (those cut off run again already), as many at once as the pool runs; the loop in
+        `run` collects the last."""
+        params = {trial.number: trial.params for trial in study.get_trials(deepcopy=False)}
+        for job in confirm_jobs(self.config, sweep_results(self.sweep_dir), lambda result: result.job in self.asked):
+            if job.number is not None:  # running again already
+                continue
+            while len(pool) >= pool.slots:
+                self.collect(study, pool, budget)
+            if budget.stopped or self.failing(pool.slots):
+                break
+            study.enqueue_trial(params[job.example.job], user_attrs={CONFIRM_SEED: job.seed})
+            trial = self.ask(study, space)
+            self.asked[trial.number] = trial
+            pool.submit(trial.number, job.overrides)
 
     def collect(self, study: optuna.Study, pool: Pool, budget: Budget) -> None:
         """The next job to end: its trial told (a job that only completed a record has nothing to tell)."""
@@ -157,18 +191,18 @@ class Search:
             previous = read_result(self.sweep_dir / str(trial.number))
             if previous is not None and previous.status == RUNNING:
                 log.info(f"Trial {trial.number}'s record was cut off: completing it")
-                self.launch_again(study, trial.number, None, trial.params, fixed, pool, budget)
+                self.launch_again(study, trial.number, None, job_overrides(trial, fixed), pool, budget)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             log.info(f"Trial {trial.number} was cut off: running it again")
             running = optuna.trial.Trial(study, trial._trial_id)  # the live trial, to tell (Optuna's own handle)
-            self.launch_again(study, trial.number, running, trial.params, fixed, pool, budget)
+            self.launch_again(study, trial.number, running, job_overrides(trial, fixed), pool, budget)
 
-    def launch_again(self, study: optuna.Study, number: int, trial: optuna.Trial | None, params: dict[str, Any],
-                     fixed: list[str], pool: Pool, budget: Budget) -> None:
+    def launch_again(self, study: optuna.Study, number: int, trial: optuna.Trial | None, overrides: list[str],
+                     pool: Pool, budget: Budget) -> None:
         if len(pool) >= pool.slots:
             self.collect(study, pool, budget)
         self.asked[number] = trial
-        pool.submit(number, trial_overrides(params, fixed))
+        pool.submit(number, overrides)
 
     def report_best(self, study: optuna.Study) -> None:
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -274,6 +308,17 @@ def trial_overrides(params: dict[str, Any], fixed: Sequence[str]) -> list[str]:
     return [f"{name}={value}" for name, value in params.items()] + list(fixed)
 
 
+def job_overrides(trial: FrozenTrial, fixed: Sequence[str]) -> list[str]:
+    """A stored trial's job: its params, the fixed overrides, and a confirming trial's seed."""
+    overrides = trial_overrides(trial.params, fixed)
+    return overrides if CONFIRM_SEED not in trial.user_attrs else with_seed(overrides, trial.user_attrs[CONFIRM_SEED])
+
+
+def searched(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials the search asked for: those that confirm a configuration aside."""
+    return [trial for trial in trials if CONFIRM_SEED not in trial.user_attrs]
+
+
 def check_multi_objective(options: DictConfig) -> None:
     """Several objectives: Optuna's multi-objective TPE; its pruners and CMA-ES take one objective only."""
     if options.pruner._target_ != NO_PRUNING:
@@ -343,8 +388,8 @@ def check_continued(study: optuna.Study, options: DictConfig, config: DictConfig
         raise UserError(f"study {options.study_name!r} was made in {made_in}: continue it there, with "
                         f"hydra.sweep.dir={made_in} (its trials' run dirs and MLflow parent run are there), or name "
                         "a new study with hydra.sweeper.study_name=...")
-    done = len(study.get_trials(deepcopy=False, states=DONE))
-    if done >= options.n_trials:
+    done = len(searched(study.get_trials(deepcopy=False, states=DONE)))
+    if done >= options.n_trials and not config.sweep.confirm.top:
         print(f"study {options.study_name!r} has {done} trials done, hydra.sweeper.n_trials={options.n_trials}: "
               "nothing to run (raise n_trials to run more)")
         sys.exit(0)
@@ -371,7 +416,7 @@ def stored_progress(options: DictConfig) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     states = ", ".join(f"{sum(t.state == state for t in trials)} {state.name.lower()}" for state in TrialState
                        if any(t.state == state for t in trials))
-    done = sum(t.state in DONE for t in trials)
+    done = sum(t.state in DONE for t in searched(trials))
     lines = [f"stored: {len(trials)} trials ({states}); {max(0, options.n_trials - done)} to go"]
     if any(t.state == TrialState.COMPLETE for t in trials):
         best = [trial.number for trial in study.best_trials]  # the Pareto front where there are several objectives

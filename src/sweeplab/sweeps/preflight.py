@@ -21,12 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab.config.checks import check_ranges
 from sweeplab.core.errors import UserError, config_error_line
-from sweeplab.core.vocabulary import OPTUNA_SWEEPER
+from sweeplab.core.vocabulary import OPTUNA_SWEEPER, SWEEPLAB_GRID
 from sweeplab.runs.results import check_same_job, read_result
+from sweeplab.sweeps.confirm import check_confirm
 
 # Grids: Hydra's own, and sweeplab's (the default: hydra_plugins/sweeplab_grid_sweeper).
-GRID_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-                 "hydra_plugins.sweeplab_grid_sweeper.sweeper.SweeplabGridSweeper")
+GRID_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper", SWEEPLAB_GRID)
 
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -35,6 +35,8 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 def check_sweep(config: DictConfig) -> None:
     check_launcher(config)
     check_resumed_jobs(config)
+    if config.sweep.confirm.top:
+        check_confirm(config)
     if config.hydra.sweeper._target_ == OPTUNA_SWEEPER:
         from sweeplab.sweeps.optuna_search import check_search  # Optuna: only when a search is checked
 

@@ -15,7 +15,7 @@ from optuna.storages import BaseStorage
 
 from sweeplab.config.targets import SEARCH_TARGETS, trusted_instantiate
 from sweeplab.core.hydra_job import HydraJob
-from sweeplab.core.vocabulary import PRUNED_AT
+from sweeplab.core.vocabulary import CONFIRM_SEED, PRUNED_AT
 from sweeplab.sweeps.optuna_search import NO_PRUNING, open_storage
 from sweeplab.training.engine import Callback, EpochMetrics, Trainer
 
@@ -63,6 +63,7 @@ def trial_pruning(job: HydraJob, metric: str) -> TrialPruning | None:
     pruner = trusted_instantiate(job.pruner, trusted=SEARCH_TARGETS)
     study = optuna.load_study(study_name=job.study, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(job.study), job.num)
-    if storage.get_trial(trial_id).state.is_finished():  # a finished trial's record being completed: nothing to report
-        return None
+    stored = storage.get_trial(trial_id)
+    if stored.state.is_finished() or CONFIRM_SEED in stored.user_attrs:  # a record being completed, or a confirming
+        return None  # trial (sweeplab.sweeps.confirm), which trains to its end
     return TrialPruning(study, storage, trial_id, metric)

@@ -25,29 +25,39 @@ from sweeplab.runs.results import ENDED, JobResult, best_result
 from sweeplab.sweeps.front import front
 
 
-def print_sweep_table(results: list[JobResult], sweep_dir: Path, stopped: str | None = None) -> None:
+def print_sweep_table(results: list[JobResult], sweep_dir: Path, stopped: str | None = None,
+                      seed: int | None = None) -> None:
     """Every job of a sweep: its swept values, status, best metric (the best job marked *); when the seed varies,
-    each configuration's mean ± std over its seeds; then why jobs failed.
+    each configuration's mean ± std over its seeds; then why jobs failed. `seed` is the one a job whose overrides
+    name none ran.
 
     Made to be read in an 80-column terminal: swept keys by their short names (a legend under the
     table), no word or number broken, the reasons on lines of their own.
     """
-    values = [overrides_dict(r.overrides) for r in results]
+    values = [{**({} if seed is None else {SEED: str(seed)}), **overrides_dict(r.overrides)} for r in results]
     keys = varying_keys(values)
     tested = any(r.test_acc is not None for r in results)  # a data set without a test split: no column
     console = Console()
-    table = jobs_table(results, values, keys, tested, timed=True)
-    if console.measure(table, options=console.options.update(max_width=100_000)).maximum > console.width:
-        table = jobs_table(results, values, keys, tested, timed=False)  # e.g. a search's four params: time goes
-    console.print(table)
+    # What goes where the terminal is too narrow (e.g. a search's four params): the time, then the test scores and
+    # the intervals over seeds; the swept values, the optimized metric and the tests against the best stay.
+    console.print(fitting(console, [jobs_table(results, values, keys, tested, timed) for timed in (True, False)]))
     if SEED in keys:
-        console.print(seed_table(results, values, keys, tested))
+        console.print(fitting(console, [seed_table(results, values, keys, tested and full, full)
+                                        for full in (True, False)]))
     for result in results:
         if result.reason:
             console.print(f"job {result.job} {result.status}: {result.reason}", style="red", markup=False)
     if stopped:
         console.print(f"Stopped early: {stopped}", markup=False)
     console.print(f"Sweep written to [bold]{sweep_dir}[/bold] (one run dir per job)")
+
+
+def fitting(console: Console, tables: list[Table]) -> Table:
+    """The first of the tables that fits the terminal's width, else the last."""
+    for table in tables:
+        if console.measure(table, options=console.options.update(max_width=100_000)).maximum <= console.width:
+            return table
+    return tables[-1]
 
 
 def jobs_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool,
@@ -85,7 +95,8 @@ def objectives_of(results: list[JobResult]) -> tuple[list[str], set[int]]:
             {index for index, result in enumerate(results) if result.job in on_front})
 
 
-def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool) -> Table:
+def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: list[str], tested: bool,
+               intervals: bool = True) -> Table:
     """Each configuration over its seeds: finished and failed jobs, mean ± std, the interval of the mean and the test
     against the best (the best by mean marked *).
 
@@ -101,13 +112,14 @@ def seed_table(results: list[JobResult], values: list[dict[str, str]], keys: lis
     caption = "\n".join(filter(None, [legend(names), STATISTICS_LEGEND]))
     table = Table(title=f"over seeds: mean ± std, best {metric} marked *", box=box.SIMPLE_HEAVY,
                   caption=caption, pad_edge=False, collapse_padding=True)
-    for column in (*(names[key] for key in kept), "n", "failed", metric, "CI", "p", *metrics[1:]):
+    for column in (*(names[key] for key in kept), "n", "failed", metric, *(("CI",) if intervals else ()), "p",
+                   *metrics[1:]):
         table.add_column(column, justify="right", no_wrap=True)
     for index, row in enumerate(configurations):
         marked = "*" if index == 0 and row[mean_column(metric)] is not None else ""
         table.add_row(*(short(row[key]) for key in kept), str(row["n"]), str(row["failed"]),
-                      spread(row, metric) + marked, interval_cell(row, metric), p_cell(row, metric),
-                      *(spread(row, m) for m in metrics[1:]))
+                      spread(row, metric) + marked, *((interval_cell(row, metric),) if intervals else ()),
+                      p_cell(row, metric), *(spread(row, m) for m in metrics[1:]))
     return table
 
 
