@@ -1,11 +1,13 @@
 """An Optuna search with its pruner against the same search without, side by side: what pruning saves.
 
-    python benchmarks/pruning.py [--repeats 1] [--images 20000] [hydra overrides...]
+    python benchmarks/pruning.py [--repeats 1] [--images 20000] [--brightness 6] [hydra overrides...]
 
 Both are `python train.py -m hparams_search=digits_mlp` as a user types it (the preset's space, 20 trials of 10
 epochs, TPE seeded the same, MLflow tracking, checkpoints; the median pruner is the preset's), once as it is and
 once with `hydra/sweeper/pruner=none`, on a data set whose epochs are not trivial: `--images` generated
-FashionMNIST images in the real IDX files (the MLP of the preset, 28x28 inputs). They alternate, each in a fresh
+FashionMNIST images in the real IDX files (the MLP of the preset, 28x28 inputs), each class a square only
+`--brightness` brighter than the noise around it, so that trials learn at different speeds (a bright square,
+which every trial learns in its first epoch, leaves a pruner nothing to tell apart). They alternate, each in a fresh
 directory with its own stores. From the trials' checkpoints: the epochs each trained and the seconds those epochs
 took, so the wall time pruning saves is set against the epoch time it saves (the pruned-away epochs' seconds,
 at the unpruned search's seconds per epoch).
@@ -29,12 +31,12 @@ SEARCH = ["-m", "hparams_search=digits_mlp", "dataset=fashion_mnist", "dataset.s
 PRUNERS = {"median pruner (the preset's)": [], "no pruner": ["hydra/sweeper/pruner=none"]}
 
 
-def generated_data(images: int) -> Path:
+def generated_data(images: int, brightness: int) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from data_formats import write_mnist
 
     folder = Path(tempfile.mkdtemp(prefix="pruning-data-"))
-    write_mnist(folder, "FashionMNIST", train_size=images, test_size=images // 5)
+    write_mnist(folder, "FashionMNIST", train_size=images, test_size=images // 5, brightness=brightness)
     return folder
 
 
@@ -60,9 +62,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
     parser.add_argument("--images", type=int, default=20000, help="training images generated")
+    parser.add_argument("--brightness", type=int, default=6, help="how much brighter each class's square is")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both, e.g. hydra.sweeper.n_trials=30")
     args = parser.parse_args()
-    overrides = [f"paths.data_dir={generated_data(args.images)}", *args.overrides]
+    overrides = [f"paths.data_dir={generated_data(args.images, args.brightness)}", *args.overrides]
     runs: dict[str, list[tuple[float, int, float, int]]] = {name: [] for name in PRUNERS}
     for repeat in range(args.repeats):
         for name in PRUNERS if repeat % 2 == 0 else reversed(PRUNERS):

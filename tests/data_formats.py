@@ -26,13 +26,15 @@ MNIST_FILES = {
 IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes
 
 
-def class_images(labels: np.ndarray, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 NxCxHxW noise plus a bright square in the class's own cell of a 4x4 grid and channel."""
+def class_images(labels: np.ndarray, channels: int, size: int, rng: np.random.Generator,
+                 brightness: int = 150) -> np.ndarray:
+    """uint8 NxCxHxW noise in [0, 96) plus a square `brightness` brighter in the class's own cell of a 4x4 grid and
+    channel (a faint one, e.g. 12, takes a model several epochs to find)."""
     images = rng.integers(0, 96, size=(len(labels), channels, size, size))
     cell = size // 4
     for i, label in enumerate(labels):
         row, col = divmod(int(label) % 16, 4)
-        images[i, int(label) % channels, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] += 150
+        images[i, int(label) % channels, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] += brightness
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
@@ -67,14 +69,15 @@ def write_cifar10(root: Path, per_batch: int = 20, test_size: int = 40, seed: in
     return folder
 
 
-def write_mnist(root: Path, variant: str = "MNIST", train_size: int = 40, test_size: int = 40, seed: int = 0) -> Path:
+def write_mnist(root: Path, variant: str = "MNIST", train_size: int = 40, test_size: int = 40, seed: int = 0,
+                brightness: int = 150) -> Path:
     """`root/<variant>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`, uncompressed 28x28 IDX files."""
     rng = np.random.default_rng(seed)
     raw = root / variant / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", train_size), ("test", test_size)):
         labels = balanced_labels(n, 10, rng)
-        images = class_images(labels, 1, 28, rng)[:, 0]
+        images = class_images(labels, 1, 28, rng, brightness)[:, 0]
         image_file, label_file = MNIST_FILES[split]
         write_idx(raw / image_file, images)
         write_idx(raw / label_file, labels.astype(np.uint8))
