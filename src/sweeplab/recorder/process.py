@@ -44,6 +44,7 @@ ADDRESS_ENV, KEY_ENV, WARM_UP_ENV = "SWEEPLAB_RECORDER_ADDRESS", "SWEEPLAB_RECOR
 SHARED_ENV = "SWEEPLAB_RECORDER_SHARED"  # host:port:key of a sweep's recorder, for its jobs to join
 TICK_SECONDS = 0.5  # how often a wait for an answer looks whether the recorder can still give one
 IDLE_SECONDS = 0.05  # how often an idle recorder looks for jobs joining it
+BUSY_SHARE = 0.1  # a recorder that used more of a core than this since the last look is working
 
 
 class Recorder:
@@ -65,6 +66,7 @@ class Recorder:
         self.failed: list[Call] = []
         self.lost: str | None = None  # why it is gone: its calls from then on are kept for the run to deal with
         self.unsent: list[Call] = []  # calls it never answered (it died, or did not answer a stop in time)
+        self.cpu_look: tuple[float, float] | None = None  # the child's CPU seconds and the time, at the last look
 
     @classmethod
     def started(cls, warm_up: Sequence[Remote] = ()) -> Recorder:
@@ -113,11 +115,26 @@ class Recorder:
         return call
 
     def busy(self) -> bool:
-        """Whether it is still working on calls (the answers that arrived are read, without waiting)."""
+        """Whether it is working: on calls (the answers that arrived are read, without waiting), or, where this
+        process started it, on anything since the last look (its imports and warm-up, which no call waits for)."""
         while self.pending and self.connection.poll():
             with _interrupts_deferred():
                 self._take_answer()
-        return bool(self.pending)
+        return bool(self.pending) or self.computing()
+
+    def computing(self) -> bool:
+        """Whether the child used more than BUSY_SHARE of a core since the last look (since it started, at the
+        first)."""
+        if self.process is None:
+            return False
+        try:
+            child = psutil.Process(self.process.pid)
+            used, now = sum(child.cpu_times()[:2]), time.time()
+            before_used, before = self.cpu_look or (0.0, child.create_time())
+        except psutil.Error:  # gone: the next call says so
+            return False
+        self.cpu_look = used, now
+        return used - before_used > BUSY_SHARE * (now - before)
 
     def wait_for(self, call: Call | None, timeout: float | None = None) -> None:
         """Take answers, in order, until `call` (None: every call) is answered. Given up, its calls kept as unsent,

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, RUN_DIR_TAG
-from sweeplab.runs.results import read_result
+from sweeplab.runs.results import checkpoint_in, read_result
 from sweeplab.tracking.store import check_reachable, resolve_uri, run_started_in
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -114,12 +114,3 @@ def downloaded_checkpoint(client: MlflowClient, run_id: str, run_dir: Path) -> P
     except (MlflowException, OSError) as error:
         raise UserError(f"MLflow run {run_id} ran in {run_dir}, which holds no {artifact} here, and its {artifact} "
                         f"artifact cannot be read ({first_line(error)}): copy its run dir here and pass it") from None
-
-
-def checkpoint_in(run_dir: Path) -> Path:
-    """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
-    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
-        if candidate.is_file():
-            return candidate
-    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
-    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")

@@ -21,7 +21,7 @@ from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
 from sweeplab.core.overrides import overrides_dict, varying_keys
 from sweeplab.core.rows import best_first
-from sweeplab.core.vocabulary import FINISHED, PRUNED, RESULT_FILE
+from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, FINISHED, PRUNED, RESULT_FILE
 
 ENDED = (FINISHED, PRUNED)  # a job that needs nothing more: a re-run of its sweep skips it
 
@@ -122,3 +122,12 @@ def configuration_of(overrides: list[str]) -> tuple[str, ...]:
     """A job's overrides without its seed and those free to change on resume: what its seed replicates share."""
     return tuple(sorted(f"{key}={value}" for key, value in overrides_dict(overrides).items()
                         if key != SEED and not free_to_change(key)))
+
+
+def checkpoint_in(run_dir: Path) -> Path:
+    """A run dir's best checkpoint (or a folder that holds a best.pt itself)."""
+    for candidate in (run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
+        if candidate.is_file():
+            return candidate
+    expected = run_dir / CHECKPOINTS_DIR / BEST_CHECKPOINT
+    raise UserError(f"no checkpoint in {run_dir}: expected {expected} (a run writes it after its first epoch)")

@@ -52,7 +52,7 @@ from sweeplab.recorder import Call, Recorder, this_process
 from sweeplab.recorder.calls import RecorderGone
 from sweeplab.recorder.process import SHARED_ENV
 from sweeplab.recorder.remote import EXPORT_WARM_UP, Remote
-from sweeplab.runs.results import ENDED, JobResult, best_result, sweep_results
+from sweeplab.runs.results import ENDED, JobResult, best_result, checkpoint_in, sweep_results
 from sweeplab.sweeps.front import front, retime_front
 from sweeplab.sweeps.job_pools import JOBLIB, RAY, SUBMITIT
 from sweeplab.sweeps.kept_records import keep_undelivered
@@ -264,7 +264,6 @@ def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None, 
     A failure is one line: the sweep's results stand, and `sweeplab export <run dir>` can try again.
     """
     from sweeplab.export.from_checkpoint import export_checkpoint  # torch, in the launching process only now
-    from sweeplab.runs.resolve import checkpoint_in
 
     run_dir = Path(config.hydra.sweep.dir) / str(best.job)
 
