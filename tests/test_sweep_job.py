@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 from sweeplab.core.errors import UserError
 from sweeplab.core.hydra_job import job_threads, usable_cores
 from sweeplab.core.vocabulary import FAILED, FINISHED, OPTUNA_SWEEPER
+from sweeplab.recorder.process import Recorder
+from sweeplab.recorder.remote import TRACKING_WARM_UP
 from sweeplab.runs.results import JobResult, check_same_job, read_result, write_result
 from sweeplab.sweeps.gpu_slots import SLOTS_DIR
 from sweeplab.sweeps.hydra_callbacks import unfinished_line, unstarted_trials
@@ -98,3 +100,19 @@ def test_a_search_stopped_by_ctrl_c_counts_the_trials_it_never_started(tmp_path:
                            f"started; re-run the same command with hydra.sweep.dir={tmp_path}")
     grid = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra_plugins.sweeplab_grid_sweeper.sweeper.X"}}})
     assert unstarted_trials(grid, results) == 0, "a grid names its jobs that never started itself"
+
+
+def test_a_recorder_warming_up_is_busy_though_no_call_waits_and_an_idle_one_is_not() -> None:
+    """What ShareCores reads: a sequential sweep's job trains on one core fewer while its recorder imports MLflow."""
+    recorder = Recorder.started(TRACKING_WARM_UP)
+    try:
+        recorder.sharing()  # connected, as a sweep's launching process is at once
+        time.sleep(0.5)
+        assert recorder.busy() and not recorder.pending, "its imports use a core that no call accounts for"
+        deadline = time.monotonic() + 60
+        while recorder.busy() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(0.5)
+        assert not recorder.busy(), "idle, it waits for calls without using a core"
+    finally:
+        recorder.close()

@@ -45,6 +45,7 @@ SHARED_ENV = "SWEEPLAB_RECORDER_SHARED"  # host:port:key of a sweep's recorder, 
 TICK_SECONDS = 0.5  # how often a wait for an answer looks whether the recorder can still give one
 IDLE_SECONDS = 0.05  # how often an idle recorder looks for jobs joining it
 BUSY_SHARE = 0.1  # a recorder that used more of a core than this since the last look is working
+LOOK_SECONDS = 0.25  # how often its CPU time is read
 
 
 class Recorder:
@@ -66,7 +67,7 @@ class Recorder:
         self.failed: list[Call] = []
         self.lost: str | None = None  # why it is gone: its calls from then on are kept for the run to deal with
         self.unsent: list[Call] = []  # calls it never answered (it died, or did not answer a stop in time)
-        self.cpu_look: tuple[float, float] | None = None  # the child's CPU seconds and the time, at the last look
+        self.cpu_look: tuple[float, float, bool] | None = None  # the child's CPU seconds, the time, the verdict
 
     @classmethod
     def started(cls, warm_up: Sequence[Remote] = ()) -> Recorder:
@@ -124,17 +125,18 @@ class Recorder:
 
     def computing(self) -> bool:
         """Whether the child used more than BUSY_SHARE of a core since the last look (since it started, at the
-        first)."""
-        if self.process is None:
-            return False
+        first), looking at most every LOOK_SECONDS: CPU time is counted in 10 ms ticks."""
+        now = time.time()
+        if self.process is None or (self.cpu_look is not None and now - self.cpu_look[1] < LOOK_SECONDS):
+            return self.cpu_look is not None and self.cpu_look[2]
         try:
             child = psutil.Process(self.process.pid)
-            used, now = sum(child.cpu_times()[:2]), time.time()
-            before_used, before = self.cpu_look or (0.0, child.create_time())
+            used = sum(child.cpu_times()[:2])
+            before_used, before, _ = self.cpu_look or (0.0, child.create_time(), False)
         except psutil.Error:  # gone: the next call says so
             return False
-        self.cpu_look = used, now
-        return used - before_used > BUSY_SHARE * (now - before)
+        self.cpu_look = used, now, used - before_used > BUSY_SHARE * (now - before)
+        return self.cpu_look[2]
 
     def wait_for(self, call: Call | None, timeout: float | None = None) -> None:
         """Take answers, in order, until `call` (None: every call) is answered. Given up, its calls kept as unsent,
