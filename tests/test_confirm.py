@@ -10,7 +10,13 @@ from omegaconf import OmegaConf
 
 from launch import QUICK, run_train
 from sweeplab.cli.main import main as sweeplab
-from sweeplab.core.vocabulary import CONFIRM_SEED, EXPORTED_JOB_TAG, FINISHED, SWEEP_BEST_CONFIG_TAG
+from sweeplab.core.vocabulary import (
+    BEST_CHILD_TAG,
+    CONFIRM_SEED,
+    EXPORTED_JOB_TAG,
+    FINISHED,
+    SWEEP_BEST_CONFIG_TAG,
+)
 from sweeplab.runs.results import JobResult, best_result, configuration_of, sweep_results
 from sweeplab.sweeps.confirm import confirm_jobs, confirmations, with_seed
 from test_sweeps import study, sweep_runs
@@ -57,6 +63,7 @@ def test_confirm_a_grid_into_its_sweep_dir_and_parent_run(tmp_path: Path, capfd)
     assert confirmed.info.run_id == parent.info.run_id and sorted(children) == [0, 1, 2, 3]
     assert confirmed.data.tags[SWEEP_BEST_CONFIG_TAG] == "optimizer.lr=0.01"
     assert confirmed.data.tags[EXPORTED_JOB_TAG] == str(best_result(results).job), "the best by mean, exported"
+    assert confirmed.data.tags[BEST_CHILD_TAG] == children[best_result(results).job].info.run_id
     assert "over seeds: mean ± std" in capfd.readouterr().out, "the aggregate, printed again"
 
     assert sweeplab(["confirm", "--sweep", str(tmp_path / "grid"), "--top", "1", "--seeds", "3"]) == 0

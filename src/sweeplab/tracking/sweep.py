@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from sweeplab.core.aggregate import aggregate, best_config, seeds_vary
+from sweeplab.core.aggregate import SEED, aggregate, best_config, seeds_vary
 from sweeplab.core.errors import first_line
 from sweeplab.core.masking import masked_tags, masked_text
 from sweeplab.core.overrides import overrides_dict, varying_keys
@@ -172,7 +172,7 @@ def log_sweep_summary(store: MlflowClient, parent_id: str) -> list[Run]:
         if keys and rows[0][best_metric(metric)] is not None:  # best first: no value, no job to plot yet
             plot_metric_vs_params(rows, keys, best_metric(metric), out / "metric_vs_params.png")
         store.log_artifacts(parent_id, folder, SUMMARY_ARTIFACTS)
-    best = rows[0]
+    best = best_row(rows, configurations, keys)
     tags = {SWEEP_JOBS_TAG: str(len(rows)), SWEEP_FAILED_JOBS_TAG: str(sum(row["status"] == FAILED for row in rows))}
     if best[best_metric(metric)] is not None:
         tags[BEST_CHILD_TAG] = best["run_id"]
@@ -181,6 +181,15 @@ def log_sweep_summary(store: MlflowClient, parent_id: str) -> list[Run]:
     for key, value in tags.items():
         store.set_tag(parent_id, key, value)
     return children
+
+
+def best_row(rows: list[dict[str, Any]], configurations: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """The best job (rows come best first): with seeds swept, the best seed of the configuration best by mean, the
+    job the sweep exports (sweeplab.runs.results.best_result)."""
+    if not configurations:
+        return rows[0]
+    kept = [key for key in keys if key != SEED]
+    return next(row for row in rows if all(str(row[key]) == str(configurations[0][key]) for key in kept))
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
