@@ -54,8 +54,14 @@ def test_confirm_a_grid_into_its_sweep_dir_and_parent_run(tmp_path: Path, capfd)
                       "tracking.log_model=false", "tracking.flush_seconds=0", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     _, parent, _ = sweep_runs(tmp_path)
+    confirm = ["confirm", "--sweep", str(tmp_path / "grid"), "--top", "1", "--seeds", "3"]
+    capfd.readouterr()
+    assert sweeplab([*confirm, "--plan"]) == 0
+    planned = capfd.readouterr().out
+    assert "optimizer.lr=0.01 trainer.epochs=1 seed=1 -> job 2\n" in planned and "seed=2 -> job 3\n" in planned
+    assert not (tmp_path / "grid" / "2").exists(), "a plan runs nothing"
 
-    assert sweeplab(["confirm", "--sweep", str(tmp_path / "grid"), "--top", "1", "--seeds", "3"]) == 0
+    assert sweeplab(confirm) == 0
     results = sweep_results(tmp_path / "grid")
     assert [(r.job, r.overrides[-1]) for r in results[2:]] == [(2, "seed=1"), (3, "seed=2")]
     assert {configuration_of(r.overrides) for r in results[2:]} == {configuration_of(results[0].overrides)}
@@ -66,7 +72,7 @@ def test_confirm_a_grid_into_its_sweep_dir_and_parent_run(tmp_path: Path, capfd)
     assert confirmed.data.tags[BEST_CHILD_TAG] == children[best_result(results).job].info.run_id
     assert "over seeds: mean ± std" in capfd.readouterr().out, "the aggregate, printed again"
 
-    assert sweeplab(["confirm", "--sweep", str(tmp_path / "grid"), "--top", "1", "--seeds", "3"]) == 0
+    assert sweeplab(confirm) == 0
     assert len(sweep_results(tmp_path / "grid")) == 4, "a second confirm has nothing to run"
 
 

@@ -13,7 +13,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from sweeplab.runs.results import sweep_results
-from sweeplab.sweeps.confirm import confirm_jobs
+from sweeplab.sweeps.confirm import confirm_jobs, numbered
 from sweeplab.sweeps.job_pools import pool_for
 from sweeplab.sweeps.preflight import planned_jobs
 from sweeplab.sweeps.trial_configs import TrialConfigs
@@ -29,17 +29,13 @@ class SweeplabGridSweeper(BasicSweeper):
         return self.confirm() if self.config.sweep.confirm.top else super().sweep(arguments)
 
     def confirm(self) -> None:
-        """The confirming jobs, as many at once as the launcher runs side by side: unfinished ones again in their own
-        run dirs, new ones numbered after every job of the grid (those it would run on resuming included)."""
+        """The confirming jobs (sweeplab.sweeps.confirm), as many at once as the launcher runs side by side."""
         results = sweep_results(Path(self.config.hydra.sweep.dir))
-        numbers = [len(planned_jobs(self.config) or []) - 1, *(result.job for result in results)]
-        next_number = max(number for number in numbers if number is not None) + 1
+        jobs = confirm_jobs(self.config, results, runs_again=lambda result: True)
         pool = pool_for(self.launcher, self.config)
-        for job in confirm_jobs(self.config, results, runs_again=lambda result: True):
+        for number, job in numbered(jobs, results, len(planned_jobs(self.config) or [])):
             if len(pool) >= pool.slots:
                 _ = pool.next_done()[1].return_value  # a job that raised raises here, as in Hydra's basic sweeper
-            number = job.number if job.number is not None else next_number
-            next_number += job.number is None
             pool.submit(number, job.overrides)
         while len(pool):
             _ = pool.next_done()[1].return_value

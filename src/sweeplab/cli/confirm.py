@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top", type=int, default=3, help="how many configurations, the best by mean (default 3)")
     parser.add_argument("--seeds", type=int, default=5,
                         help="finished seeds each has afterwards, those it has included (default 5)")
+    parser.add_argument("--plan", action="store_true", help="print the jobs it would run, and run nothing")
     parser.add_argument("--uri", help="tracking store, for --sweep by run (default: $MLFLOW_TRACKING_URI, else "
                                       "sqlite:///./mlflow.db)")
     parser.set_defaults(run=run)
@@ -41,6 +42,7 @@ def run(args) -> int:
     if args.top < 1 or args.seeds < 1:
         raise UserError(f"--top {args.top} --seeds {args.seeds}: confirm at least 1 configuration with at least 1 seed")
     arguments, folder = confirm_arguments(sweep_dir_of(args.sweep, args.uri), args.top, args.seeds)
+    arguments += ["sweep.plan=true"] if args.plan else []
     print(f"Running in {folder}: python train.py {shlex.join(arguments)}", flush=True)
     return subprocess.run([sys.executable, "-m", "sweeplab.cli.train", *arguments], cwd=folder).returncode
 

@@ -100,6 +100,14 @@ def confirm_jobs(config: DictConfig, results: list[JobResult],
     return jobs
 
 
+def numbered(jobs: list[ConfirmJob], results: list[JobResult], planned: int) -> list[tuple[int, ConfirmJob]]:
+    """A grid's confirming jobs by number: an unfinished job's own, new ones after every job the sweep dir holds and
+    every one of the `planned` its grid would run (so resuming the grid never meets them)."""
+    following = max([planned - 1, *(result.job for result in results if result.job is not None)]) + 1
+    news = iter(range(following, following + len(jobs)))
+    return [(job.number if job.number is not None else next(news), job) for job in jobs]
+
+
 def check_confirm(config: DictConfig) -> None:
     """sweep.confirm refused in one line where it cannot run, before anything launches; a sweep whose chosen
     configurations have their seeds already ends here (exit 0)."""

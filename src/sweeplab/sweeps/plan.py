@@ -1,6 +1,6 @@
 """`python train.py -m ... sweep.plan=true`: what the sweep would run, printed instead of run (nothing is trained,
 tracked or written). A grid's every job, its run dir and whether a re-run in that sweep dir would skip, resume or
-start it; a search's space, its study as stored, and the trials it would still run."""
+start it; a search's space, its study as stored, and the trials it would still run; a confirm's jobs."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from sweeplab.core.errors import UserError
-from sweeplab.runs.results import ENDED, identity, read_result
+from sweeplab.core.vocabulary import RUNNING
+from sweeplab.runs.results import ENDED, configuration_of, identity, read_result, sweep_results
+from sweeplab.sweeps.confirm import confirm_jobs, numbered
 from sweeplab.sweeps.preflight import planned_jobs
 
 
 def print_plan(config: DictConfig) -> None:
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = planned_jobs(config)
-    lines = grid_plan(jobs, sweep_dir) if jobs is not None else search_plan(config)
+    if config.sweep.confirm.top:
+        lines = confirm_plan(config, sweep_dir, jobs)
+    else:
+        lines = grid_plan(jobs, sweep_dir) if jobs is not None else search_plan(config)
     print("\n".join([*lines, "sweep.plan=true: nothing was run; drop it to run the sweep"]))
 
 
@@ -27,6 +32,19 @@ def grid_plan(jobs: list[list[str]], sweep_dir: Path) -> list[str]:
         lines.append(f"  job {number}: {shown} -> {sweep_dir / str(number)} "
                      f"[{job_state(sweep_dir / str(number), overrides)}]")
     return lines
+
+
+def confirm_plan(config: DictConfig, sweep_dir: Path, grid: list[list[str]] | None) -> list[str]:
+    """What `sweep.confirm` would run: a grid's jobs by number, a search's as new trials of its study."""
+    results = sweep_results(sweep_dir)
+    jobs = confirm_jobs(config, results, runs_again=lambda result: grid is not None or result.status == RUNNING)
+    places = ([f"job {number}" + (" again" if job.number is not None else "")
+               for number, job in numbered(jobs, results, len(grid))] if grid is not None else
+              ["again" if job.number is not None else "a new trial" for job in jobs])
+    lines = [f"{len(jobs)} jobs confirm the best {config.sweep.confirm.top} configurations of {sweep_dir} "
+             f"(until each has {config.sweep.confirm.seeds} finished seeds):"]
+    return lines + [f"  {' '.join(configuration_of(job.overrides))} seed={job.seed} -> {place}"
+                    for job, place in zip(jobs, places, strict=True)]
 
 
 def job_state(run_dir: Path, overrides: list[str]) -> str:
