@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from sweeplab.core.errors import UserError
 from sweeplab.core.overrides import typed_hydra_overrides
-from sweeplab.core.vocabulary import MULTIRUN_RECORD, SWEEP_DIR_TAG
+from sweeplab.core.vocabulary import MULTIRUN_RECORD, RESULT_FILE, SWEEP_DIR_TAG
 from sweeplab.tracking.store import check_reachable, resolve_uri
 
 CONFIRM_KEYS = "sweep.confirm."
@@ -65,10 +65,13 @@ def sweep_dir_of(sweep: str, uri: str | None) -> Path:
 def confirm_arguments(sweep_dir: Path, top: int, seeds: int) -> tuple[list[str], Path]:
     """train.py's arguments: `-m`, the sweep's overrides, its dir and the confirmation; and the folder it ran in."""
     record = sweep_dir / MULTIRUN_RECORD
+    confirm = [f"hydra.sweep.dir={sweep_dir}", f"{CONFIRM_KEYS}top={top}", f"{CONFIRM_KEYS}seeds={seeds}"]
+    if not record.is_file() and any(sweep_dir.glob(f"*/{RESULT_FILE}")):
+        raise UserError(f"{sweep_dir} keeps no {MULTIRUN_RECORD} (an older sweeplab's searches kept none): run the "
+                        f"sweep's own command again with {' '.join(confirm)}")
     if not record.is_file():
         raise UserError(f"{sweep_dir} holds no {MULTIRUN_RECORD}, which a sweep keeps its command in: pass a sweep dir "
                         "(multirun/<date>/<time>), not a run dir")
     kept = OmegaConf.load(record).hydra
     task = [override for override in kept.overrides.task if not override.startswith(CONFIRM_KEYS)]
-    confirm = [f"hydra.sweep.dir={sweep_dir}", f"{CONFIRM_KEYS}top={top}", f"{CONFIRM_KEYS}seeds={seeds}"]
     return ["-m", *task, *typed_hydra_overrides(list(kept.overrides.hydra)), *confirm], Path(kept.runtime.cwd)
