@@ -41,8 +41,7 @@ def confirmations(results: list[JobResult], top: int) -> list[Confirmation]:
     """The `top` configurations by their mean over finished jobs, best first."""
     grouped: dict[tuple[str, ...], Confirmation] = {}
     for result in results:
-        done = result.status == FINISHED and result.value is not None
-        if done:
+        if result.status == FINISHED and result.value is not None:
             grouped.setdefault(configuration_of(result.overrides), Confirmation(result)).finished.append(result)
     for result in results:
         confirmation = grouped.get(configuration_of(result.overrides))
