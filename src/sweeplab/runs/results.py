@@ -104,18 +104,24 @@ def sweep_results(sweep_dir: Path) -> list[JobResult]:
 def best_result(results: list[JobResult]) -> JobResult | None:
     """The sweep's best job (what it marks and exports): the best finished one, and where configurations ran several
     seeds, the best seed of the configuration best on average over its seeds (what sweep.best_config names)."""
-    done = [r for r in results if r.status == FINISHED and r.value is not None]
-    if not done:
+    configurations = ranked_configurations(results)
+    if not configurations:
         return None
-    metric = done[0].metric
-    configurations: dict[tuple[str, ...], list[JobResult]] = {}
-    for result in done:
-        configurations.setdefault(configuration_of(result.overrides), []).append(result)
+    done = [job for jobs in configurations for job in jobs]
     if len(configurations) < len(done):  # seeds were swept: a lucky seed does not pick the configuration
-        means = [{"jobs": jobs, "value": statistics.fmean(job.value for job in jobs)}  # type: ignore[misc]
-                 for jobs in configurations.values()]
-        done = best_first(means, "value", metric)[0]["jobs"]
-    return best_first([{"result": r, "value": r.value} for r in done], "value", metric)[0]["result"]
+        done = configurations[0]
+    return best_first([{"result": r, "value": r.value} for r in done], "value", done[0].metric)[0]["result"]
+
+
+def ranked_configurations(results: list[JobResult]) -> list[list[JobResult]]:
+    """The finished jobs grouped by configuration (in job order), the configuration best on average first."""
+    configurations: dict[tuple[str, ...], list[JobResult]] = {}
+    for result in results:
+        if result.status == FINISHED and result.value is not None:
+            configurations.setdefault(configuration_of(result.overrides), []).append(result)
+    means = [{"jobs": jobs, "value": statistics.fmean(job.value for job in jobs)}  # type: ignore[misc]
+             for jobs in configurations.values()]
+    return [row["jobs"] for row in best_first(means, "value", means[0]["jobs"][0].metric)] if means else []
 
 
 def configuration_of(overrides: list[str]) -> tuple[str, ...]:

@@ -9,7 +9,6 @@ where the sweeper can (a grid's). Light: read in the launching process, before a
 
 from __future__ import annotations
 
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ from omegaconf import DictConfig
 from sweeplab.core.aggregate import SEED
 from sweeplab.core.errors import UserError
 from sweeplab.core.overrides import overrides_dict
-from sweeplab.core.rows import best_first
-from sweeplab.core.vocabulary import FINISHED, OPTUNA_SWEEPER, SWEEPLAB_GRID, objectives
-from sweeplab.runs.results import JobResult, configuration_of, sweep_results
+from sweeplab.core.vocabulary import OPTUNA_SWEEPER, SWEEPLAB_GRID, objectives
+from sweeplab.runs.results import JobResult, configuration_of, ranked_configurations, sweep_results
 
 CONFIRMING_SWEEPERS = (SWEEPLAB_GRID, OPTUNA_SWEEPER)
 
@@ -33,24 +31,19 @@ class Confirmation:
     jobs, and those that did not finish."""
 
     example: JobResult
-    finished: list[JobResult] = field(default_factory=list)
+    finished: list[JobResult]
     unfinished: list[JobResult] = field(default_factory=list)
 
 
 def confirmations(results: list[JobResult], top: int) -> list[Confirmation]:
-    """The `top` configurations by their mean over finished jobs, best first."""
-    grouped: dict[tuple[str, ...], Confirmation] = {}
+    """The `top` configurations by their mean over finished jobs, best first, with their jobs that did not finish."""
+    chosen = {configuration_of(jobs[0].overrides): Confirmation(jobs[0], jobs)
+              for jobs in ranked_configurations(results)[:top]}
     for result in results:
-        if result.status == FINISHED and result.value is not None:
-            grouped.setdefault(configuration_of(result.overrides), Confirmation(result)).finished.append(result)
-    for result in results:
-        confirmation = grouped.get(configuration_of(result.overrides))
+        confirmation = chosen.get(configuration_of(result.overrides))
         if confirmation is not None and result not in confirmation.finished:
             confirmation.unfinished.append(result)
-    ranked = [{"confirmation": c, "mean": statistics.fmean(r.value for r in c.finished)}  # type: ignore[misc]
-              for c in grouped.values()]
-    metric = results[0].metric if results else ""
-    return [row["confirmation"] for row in best_first(ranked, "mean", metric)[:top]]
+    return list(chosen.values())
 
 
 def seed_of(result: JobResult, default_seed: int) -> int:
