@@ -111,7 +111,8 @@ def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorde
     result = JobResult(RUNNING, job.overrides, metric, job=job.num)
     write_result(str(run_dir), result)
     started = time.perf_counter()
-    last = modified(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT)
+    last_checkpoint = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    written = modified(last_checkpoint)
     try:
         with gpu_slot(cfg, job) as gpu:
             scores = train(cfg, replace(job, gpu=gpu), previous is not None, recorder)
@@ -123,7 +124,7 @@ def recorded_job(cfg: DictConfig, job: HydraJob, train: Train, recorder: Recorde
             print(f"{result.reason}: resume with `{resume_command(job.overrides, run_dir)}`", file=sys.stderr)
         raise
     except Exception as error:
-        if previous and isinstance(error, UserError) and modified(run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT) == last:
+        if previous and isinstance(error, UserError) and modified(last_checkpoint) == written:
             result = previous  # nothing trained: the run dir holds what it held
         else:
             result.status, result.reason = FAILED, failure_reason(error)
