@@ -218,6 +218,8 @@ class SweepRecord(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """However the sweep ended (done, a job raised, Ctrl-C: sweeplab.sweeps.open_sweeps)."""
         ended(self)
+        if config.export.onnx:
+            prepare_export()
         recorder = this_process.get(False)
         for error in recorder.wait(raise_errors=False):  # a sequential sweep's records, done beside its jobs
             if not isinstance(error, RecorderGone):
@@ -254,8 +256,15 @@ class SweepRecord(Callback):
 
 
 def prepare_export() -> None:
-    """Jobs in other processes leave this one idle: it imports the export (torch) meanwhile, not after the last."""
-    threading.Thread(target=importlib.import_module, args=("sweeplab.export.from_checkpoint",), daemon=True).start()
+    """What the best job's export imports (torch; onnx, 0.6 s, which TorchScript's exporter imports when it writes),
+    imported while this process waits: for jobs in other processes, or for the recorder to complete the last jobs'
+    records."""
+
+    def import_all() -> None:
+        for module in ("sweeplab.export.from_checkpoint", "onnx"):
+            importlib.import_module(module)
+
+    threading.Thread(target=import_all, daemon=True).start()
 
 
 def export_best_job(config: DictConfig, best: JobResult, parent_id: str | None, recorder: Recorder) -> bool:
