@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
@@ -18,11 +19,38 @@ from mlflow_server import free_port
 from sweeplab.core.errors import UserError
 from sweeplab.core.vocabulary import MAX_PARAM_LENGTH, OPTIMIZED_TAG, OVERRIDES_TAG, PARENT_TAG, SWEPT_TAG
 from sweeplab.runs.run_table import DATA, comparison, find_runs, print_table
+from sweeplab.tracking import figures
 from sweeplab.tracking.client import ensure_experiment
 from sweeplab.tracking.metadata import flatten
 from sweeplab.tracking.session import job_name
 from sweeplab.tracking.store import check_reachable, experiment_name, resolve_uri
 from sweeplab.tracking.sweep import log_sweep_summary, markdown_table
+
+
+def test_figures_drawn_on_an_earlier_runs_figure_are_byte_for_byte_those_drawn_anew(tmp_path: Path) -> None:
+    """The recorder draws a run's learning curves and confusion matrix on the figures it built for an earlier run:
+    what the earlier run drew (more epochs, other counts) must leave no trace."""
+    rng = np.random.default_rng(0)
+
+    def draw(epochs: int, right: float, name: str) -> list[bytes]:
+        history = [{"epoch": e, **{f"{split}_{metric}": rng.random() for split in ("train", "val")
+                                   for metric in ("loss", "acc")}} for e in range(1, epochs + 1)]
+        labels = rng.integers(0, 10, 300)
+        predictions = np.where(rng.random(300) < right, labels, rng.integers(0, 10, 300))
+        paths = [figures.learning_curves(history, tmp_path / f"{name}-curves.png"),
+                 figures.confusion_matrix(labels, predictions, [str(c) for c in range(10)], tmp_path / f"{name}.png")]
+        return [path.read_bytes() for path in paths]
+
+    figures.curves_layout.cache_clear()
+    figures.matrix_layout.cache_clear()
+    anew = draw(3, 0.9, "anew")
+    draw(12, 0.3, "earlier")
+    rng = np.random.default_rng(0)
+    assert draw(3, 0.9, "again") == anew
+    for line in figures.curves_layout()[1].values():  # and each line within its axes' view
+        (x_low, x_high), (y_low, y_high) = line.axes.get_xlim(), line.axes.get_ylim()
+        assert x_low < min(line.get_xdata()) and max(line.get_xdata()) < x_high
+        assert y_low < min(line.get_ydata()) and max(line.get_ydata()) < y_high
 
 
 def test_default_store_is_an_absolute_sqlite_file_in_the_current_dir(tmp_path, monkeypatch) -> None:
