@@ -32,11 +32,11 @@ def test_figures_drawn_on_an_earlier_runs_figure_are_byte_for_byte_those_drawn_a
     what the earlier run drew (more epochs, other counts) must leave no trace."""
     rng = np.random.default_rng(0)
 
-    def draw(epochs: int, right: float, name: str) -> list[bytes]:
+    def draw(epochs: int, accuracy: float, name: str) -> list[bytes]:
         history = [{"epoch": e, **{f"{split}_{metric}": rng.random() for split in ("train", "val")
                                    for metric in ("loss", "acc")}} for e in range(1, epochs + 1)]
         labels = rng.integers(0, 10, 300)
-        predictions = np.where(rng.random(300) < right, labels, rng.integers(0, 10, 300))
+        predictions = np.where(rng.random(300) < accuracy, labels, rng.integers(0, 10, 300))
         paths = [figures.learning_curves(history, tmp_path / f"{name}-curves.png"),
                  figures.confusion_matrix(labels, predictions, [str(c) for c in range(10)], tmp_path / f"{name}.png")]
         return [path.read_bytes() for path in paths]

@@ -158,9 +158,11 @@ def train(cfg: DictConfig, job: HydraJob, resume: bool, recorder: Recorder | Inl
                                                               data.classes))
         if cfg.export.onnx and not job.multirun:  # a sweep exports its best job only, at its end
             export_best(cfg, model, data, best, run_dir, recorder, tracking)
-        if not job.in_launching_process:  # a sequential sweep's job leaves its record to complete beside the next
+        # A sequential sweep's job leaves its record to complete beside the next job, and so does not name its
+        # MLflow run either (its id would wait for the recorder): the sweep names its parent run at its end.
+        if not job.in_launching_process:
             recorder.wait()  # what the recorder could not do is this run's failure
-            if tracking and recorder.lost is None:  # (its run's id would wait for it; the sweep names its parent run)
+            if tracking and recorder.lost is None:
                 print_tracking_location(tracking.run_id, resolve_uri(cfg.tracking.uri))
     several = len(objectives(cfg.optimized_metric)) > 1
     return Scores(tracker.best, test[1] if test else None, pruned_at,

@@ -1,10 +1,10 @@
 """Pictures people would rather look at than read: learning curves, confusion matrix, sample grid.
 
 Drawn in the recorder process, on matplotlib's object API (no pyplot): no GUI backend, so it works in sweep
-workers and on headless machines. Every sweep job draws them, so their layouts are
-fixed rather than computed by a layout engine (which would cost a third to a half of each figure's time), and the
-learning curves and the confusion matrix are drawn again on the figure the recorder built for an earlier run (a
-third of their time): only the data changes.
+workers and on headless machines. Every sweep job draws them, so their layouts are fixed rather than computed by a
+layout engine (which would cost a third to a half of each figure's time), and the learning curves and the confusion
+matrix are drawn again on the figure the recorder built for an earlier run (a third of their time): only the data
+changes.
 """
 
 from __future__ import annotations
