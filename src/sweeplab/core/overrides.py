@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def override_key(override: str) -> str:
+    """`+optimizer.lr=0.01` -> `optimizer.lr`: the key an override sets, adds or deletes."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def overrides_dict(overrides: list[str]) -> dict[str, str]:
     """`["optimizer.lr=0.01", "+x=1"]` -> `{"optimizer.lr": "0.01", "x": "1"}`."""
     pairs = (item.split("=", 1) for item in overrides)

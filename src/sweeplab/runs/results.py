@@ -19,7 +19,7 @@ from sweeplab.config.differences import free_to_change
 from sweeplab.core.aggregate import SEED
 from sweeplab.core.atomic import write_text_atomically
 from sweeplab.core.errors import UserError, first_line
-from sweeplab.core.overrides import overrides_dict, varying_keys
+from sweeplab.core.overrides import override_key, overrides_dict, varying_keys
 from sweeplab.core.rows import best_first
 from sweeplab.core.vocabulary import BEST_CHECKPOINT, CHECKPOINTS_DIR, FINISHED, PRUNED, RESULT_FILE
 
@@ -92,7 +92,7 @@ def check_same_job(previous: JobResult, overrides: list[str], run_dir: Path, mul
 def identity(overrides: list[str]) -> list[str]:
     """The overrides that make a job what it is: all but those free to change on resume (tracking, export, the
     progress bar, what the sweep may spend, ...)."""
-    return sorted(override for override in overrides if not free_to_change(override.lstrip("+~").split("=")[0]))
+    return sorted(override for override in overrides if not free_to_change(override_key(override)))
 
 
 def sweep_results(sweep_dir: Path) -> list[JobResult]:

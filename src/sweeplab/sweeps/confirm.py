@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from sweeplab.core.aggregate import SEED
 from sweeplab.core.errors import UserError
-from sweeplab.core.overrides import overrides_dict
+from sweeplab.core.overrides import override_key, overrides_dict
 from sweeplab.core.vocabulary import OPTUNA_SWEEPER, SWEEPLAB_GRID, objectives
 from sweeplab.runs.results import JobResult, configuration_of, ranked_configurations, sweep_results
 
@@ -64,8 +64,9 @@ def new_seeds(confirmation: Confirmation, count: int, default_seed: int) -> list
 
 def with_seed(overrides: list[str], seed: int) -> list[str]:
     """The overrides with `seed=<seed>` in place of the seed they name (or added where they name none)."""
-    kept = [o for o in overrides if o.lstrip("+~").split("=")[0] != SEED]
-    at = next((i for i, o in enumerate(overrides) if o.lstrip("+~").split("=")[0] == SEED), len(kept))
+    keys = [override_key(override) for override in overrides]
+    at = keys.index(SEED) if SEED in keys else len(overrides)
+    kept = [override for override, key in zip(overrides, keys, strict=True) if key != SEED]
     return [*kept[:at], f"{SEED}={seed}", *kept[at:]]
 
 

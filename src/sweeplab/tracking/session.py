@@ -30,6 +30,7 @@ from sweeplab.core.masking import (
     masked_text,
     masked_yaml_documents,
 )
+from sweeplab.core.overrides import override_key
 from sweeplab.core.vocabulary import (
     ENVIRONMENT_DIR,
     FAILURE_TAG,
@@ -248,7 +249,7 @@ def last_steps(store: MlflowClient, run: Run) -> dict[str, int]:
 
 def job_name(overrides: list[str], swept: list[str]) -> str | None:
     """A sweep job is named by its swept values (`optimizer.lr=0.01 model=cnn`), the rest being common."""
-    named = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") in swept] or overrides
+    named = [item for item in overrides if override_key(item) in swept] or overrides
     return " ".join(named)[:250] or None
 
 
